@@ -1,0 +1,125 @@
+/**
+ * The RPC message catalogue (reference §6): method ids and parameter shapes, shared by every
+ * role and tool. Ids are kumofs' own; operations kumofs did not have get new ids.
+ *
+ * Envelopes are msgpack arrays (core/rpc_frame.ts). `DBKey` and `DBValue` are byte strings with
+ * the layouts of core/db_record.ts; seeds are rings in wire form (core/hash_space.ts).
+ */
+
+/** Methods handled by a server (cluster port, default 19800). */
+export const ServerMethod = {
+  /** `[adjustClock]` → nil. From a manager. */
+  KeepAlive: 0,
+  /** `[writeSeed, readSeed, adjustClock]` → true if anything was adopted, else nil. From a manager. */
+  HashSpaceSync: 2,
+  /** `[newWriteSeed, adjustClock, full]` → true; the copy runs in the background. */
+  ReplaceCopyStart: 8,
+  /** `[seed, adjustClock]` → true; the delete phase runs in the background. */
+  ReplaceDeleteStart: 9,
+  /** `[streamAddress]` → never replied; the receiver pulls from the sender's stream port. */
+  ReplaceOffer: 16,
+  /** `[adjustClock, flags, dbKey, dbValue]` → bool (written, or ignored as older). Coordinator → replica. */
+  ReplicateSet: 32,
+  /** `[adjustClock, flags, deleteClockTime, dbKey]` → bool. Coordinator → replica. */
+  ReplicateDelete: 33,
+  /** `[dbKey]` → dbValue, or nil when absent, deleted or expired. From a gateway. */
+  Get: 34,
+  /**
+   * `[operation, dbKey, dbValue]` → the new ClockTime (bigint) when stored; `false` when a CAS
+   * compare failed (EXISTS); `0` when a CAS found no item (NOT_FOUND); nil when replication
+   * failed (the gateway retries). For CAS the dbValue's clockTime carries the expected unique.
+   */
+  Set: 35,
+  /** `[flags, dbKey]` → true (deleted), false (not found), nil (replication failed). */
+  Delete: 36,
+  /** `[dbKey, ifClockTime]` → true (not modified), dbValue, or nil. */
+  GetIfModified: 37,
+  /** `[suffix]` → true; copies the store to `<store>-<suffix>`. From a manager. */
+  CreateBackup: 96,
+  /** `[statusCode]` → the value (see StatusCode). From kumostat/kumotop. */
+  GetStatus: 97,
+  /** `[command, arg]` → count. command 0 = TCP_NODELAY. */
+  SetConfig: 98,
+} as const;
+
+/** Methods handled by a manager (default port 19700). */
+export const ManagerMethod = {
+  /** `[adjustClock]` → nil. From a server or the partner. */
+  KeepAlive: 0,
+  /** `[]` → `[writeSeed, readSeed]`. From gateways and tools; the asker then receives pushes. */
+  HashSpaceRequest: 1,
+  /** `[writeSeed, readSeed, adjustClock]` → true / nil. Partner only. */
+  HashSpaceSync: 2,
+  /** `[]` → writeSeed. From a server. */
+  WHashSpaceRequest: 4,
+  /** `[]` → readSeed. From a server. */
+  RHashSpaceRequest: 5,
+  /** `[replaceTime, adjustClock]` → true. From a server. */
+  ReplaceCopyEnd: 10,
+  /** `[replaceTime, adjustClock]` → true. From a server. */
+  ReplaceDeleteEnd: 11,
+  /** `[writeSeed, adjustClock]` → true / nil. Partner only. */
+  ReplaceElection: 12,
+  /** `[]` → `[writeSeed, [newcomerAddress (6 bytes)…]]`. kumoctl status. */
+  GetNodesInfo: 99,
+  /** `[replace: bool]` → nil. kumoctl attach / attach-noreplace. */
+  AttachNewServers: 100,
+  /** `[replace: bool]` → nil. kumoctl detach / detach-noreplace. */
+  DetachFaultServers: 101,
+  /** `[suffix]` → nil; error "empty suffix" when empty. */
+  CreateBackup: 102,
+  /** `[enable: bool]` → true (enabled now), false (disabled now), nil (unchanged). */
+  SetAutoReplace: 103,
+  /** `[full = false]` → nil. */
+  StartReplace: 104,
+} as const;
+
+/** Methods handled by a gateway, over the gateway's own connection to a manager. */
+export const GatewayMethod = {
+  /** `[writeSeed, readSeed]` → true. */
+  HashSpacePush: 3,
+} as const;
+
+/** Set operations (ServerMethod.Set's first parameter). */
+export const SetOperation = {
+  Set: 0,
+  /** Replied after the coordinator's own write, without waiting for replicas (memcached noreply). */
+  SetAsync: 1,
+  Cas: 2,
+} as const;
+
+/** Delete flags (ServerMethod.Delete's first parameter). */
+export const DeleteFlag = { Async: 0x01 } as const;
+
+/** Replicate flags: the copy is sent because the target is an owner in the read (old) ring. */
+export const ReplicateFlag = { ByReadHashSpace: 0x01 } as const;
+
+/** Role byte of a ClusterInit frame. */
+export const ClusterRole = { Manager: 0, Server: 1 } as const;
+
+/** GetStatus codes (reference §11.2). */
+export const StatusCode = {
+  Pid: 0,
+  Uptime: 1,
+  Time: 2,
+  Version: 3,
+  CmdGet: 4,
+  CmdSet: 5,
+  CmdDelete: 6,
+  Items: 7,
+  ClockTime: 8,
+  ReadHashSpace: 9,
+  WriteHashSpace: 10,
+  ReplaceFlags: 11,
+} as const;
+
+/** Replace state flags answered by GetStatus(ReplaceFlags) (reference §9.6). */
+export const ReplaceFlag = {
+  NotActive: 0x01,
+  HashSpacesDiffer: 0x02,
+  Copying: 0x04,
+  Deleting: 0x08,
+} as const;
+
+/** The version every kumo daemon reports. */
+export const KUMO_VERSION = "0.1.0";

@@ -1,0 +1,343 @@
+/**
+ * The gateway's view of the cluster: rings from the managers, one session per server, and the
+ * routing and retry policy of reference §7.5–7.6. Every memcached front end (text, binary,
+ * meta, cloudy) turns its requests into these calls.
+ */
+import { formatAddress, type NodeAddress } from "../core/address.ts";
+import { decodeDbValue, encodeDbKey, encodeDbValue } from "../core/db_record.ts";
+import { hash64 } from "../core/hash.ts";
+import { HashSpace } from "../core/hash_space.ts";
+import {
+  DeleteFlag,
+  GatewayMethod,
+  ManagerMethod,
+  ServerMethod,
+  SetOperation,
+} from "../core/messages.ts";
+import { serverFor } from "../core/replica_targets.ts";
+import { RpcErrorCode } from "../core/rpc_frame.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { RpcError, RpcSession } from "./rpc.ts";
+
+export interface ClusterClientSettings {
+  managers: NodeAddress[];
+  /** Get tries = 3 × getRetry (each replica in turn). */
+  getRetry?: number;
+  setRetry?: number;
+  deleteRetry?: number;
+  /** Errors before the rings are re-requested from the managers. */
+  renewThreshold?: number;
+  /** Longest pause between retries; the first retries are quicker. */
+  retryDelayMs?: number;
+  rpcTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  connectRetryLimit?: number;
+  /** Re-request the rings this often while a manager is unreachable. */
+  keepaliveIntervalMs?: number;
+  keyPrefix?: Uint8Array;
+  asyncDelete?: boolean;
+  logger?: Logger;
+}
+
+export type GetResult =
+  | {
+    readonly kind: "hit";
+    readonly value: Uint8Array;
+    readonly flags: number;
+    readonly cas: bigint;
+    readonly expireAt: number;
+  }
+  | { readonly kind: "miss" }
+  | { readonly kind: "error"; readonly message: string };
+
+export type StoreResult =
+  | { readonly kind: "stored"; readonly cas: bigint }
+  | { readonly kind: "exists" }
+  | { readonly kind: "not_found" }
+  | { readonly kind: "error"; readonly message: string };
+
+export type DeleteResult =
+  | { readonly kind: "deleted" }
+  | { readonly kind: "not_found" }
+  | { readonly kind: "error"; readonly message: string };
+
+export interface StoreRequest {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly flags: number;
+  /** Absolute unix seconds, 0 = never. */
+  readonly expireAt: number;
+  /** Present for cas: the unique the client read. */
+  readonly casUnique?: bigint;
+  /** Reply after the coordinator's own write (memcached noreply). */
+  readonly async?: boolean;
+}
+
+const READ_ATTEMPTS_PER_ROUND = 3;
+
+export class ClusterClient {
+  writeHashSpace: HashSpace = HashSpace.empty();
+  readHashSpace: HashSpace = HashSpace.empty();
+
+  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger">>;
+  #log: Logger;
+  #managers: RpcSession[];
+  #servers = new Map<string, RpcSession>();
+  #errorCount = 0;
+  #renewTimer: ReturnType<typeof setInterval>;
+  #ringWaiters = new Set<() => void>();
+  /** Pending retry pauses, ended early by close() so no timer outlives the client. */
+  #pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
+  #closed = false;
+
+  constructor(settings: ClusterClientSettings) {
+    this.#log = settings.logger ?? silentLogger();
+    this.#settings = {
+      getRetry: settings.getRetry ?? 5,
+      setRetry: settings.setRetry ?? 20,
+      deleteRetry: settings.deleteRetry ?? 20,
+      renewThreshold: settings.renewThreshold ?? 4,
+      retryDelayMs: settings.retryDelayMs ?? 1000,
+      rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
+      connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
+      connectRetryLimit: settings.connectRetryLimit ?? 4,
+      keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
+      keyPrefix: settings.keyPrefix ?? new Uint8Array(),
+      asyncDelete: settings.asyncDelete ?? false,
+    };
+    this.#managers = settings.managers.map((address) =>
+      new RpcSession(address, {
+        connectTimeoutMs: this.#settings.connectTimeoutMs,
+        connectRetryLimit: this.#settings.connectRetryLimit,
+        retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
+        onRequest: (method, params) => this.#onManagerRequest(method, params),
+        onConnected: () => this.#log.info(`connect success ${formatAddress(address)} (manager)`),
+      })
+    );
+    this.renewHashSpaces();
+    // Keeps asking while no manager answers, so a restarted manager is picked up.
+    this.#renewTimer = setInterval(() => {
+      if (this.#managers.some((session) => !session.connected)) this.renewHashSpaces();
+    }, this.#settings.keepaliveIntervalMs);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#renewTimer);
+    for (const wake of this.#ringWaiters) wake();
+    for (const [timer, resume] of this.#pauses) {
+      clearTimeout(timer);
+      resume();
+    }
+    await Promise.all([...this.#managers, ...this.#servers.values()].map((s) => s.close()));
+  }
+
+  /** Resolves once both rings have an active node (or the client closes). */
+  waitForHashSpace(): Promise<void> {
+    if (!this.readHashSpace.isEmpty() || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.#ringWaiters.delete(wake);
+        resolve();
+      };
+      this.#ringWaiters.add(wake);
+    });
+  }
+
+  // ---- rings -----------------------------------------------------------------------------
+
+  renewHashSpaces(): void {
+    for (const session of this.#managers) {
+      session.call(ManagerMethod.HashSpaceRequest, [], this.#settings.rpcTimeoutMs)
+        .then((reply) => {
+          if (Array.isArray(reply)) this.#adopt(reply[0], reply[1]);
+        })
+        .catch(() => {});
+    }
+  }
+
+  #onManagerRequest(method: number, params: unknown[]): unknown {
+    if (method !== GatewayMethod.HashSpacePush) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
+    }
+    this.#adopt(params[0], params[1]);
+    return true;
+  }
+
+  /** Gateway adoption rule (reference §4.6): own ring empty, or the seed is non-empty and not older. */
+  #adopt(writeSeed: unknown, readSeed: unknown): void {
+    const write = HashSpace.fromSeed(writeSeed), read = HashSpace.fromSeed(readSeed);
+    const better = (own: HashSpace, seed: HashSpace) =>
+      own.isEmpty() || (!seed.isEmpty() && seed.timestamp >= own.timestamp);
+    if (better(this.writeHashSpace, write)) this.writeHashSpace = write;
+    if (better(this.readHashSpace, read)) this.readHashSpace = read;
+    if (!this.readHashSpace.isEmpty()) { for (const wake of [...this.#ringWaiters]) wake(); }
+  }
+
+  /** kumofs incrError: every `renewThreshold + 1`-th failure re-requests the rings. */
+  #countError(): void {
+    if (this.#errorCount >= this.#settings.renewThreshold) {
+      this.#errorCount = 0;
+      this.renewHashSpaces();
+    } else {
+      this.#errorCount++;
+    }
+  }
+
+  #server(address: NodeAddress): RpcSession {
+    const key = formatAddress(address);
+    let session = this.#servers.get(key);
+    if (!session) {
+      session = new RpcSession(address, {
+        connectTimeoutMs: this.#settings.connectTimeoutMs,
+        connectRetryLimit: this.#settings.connectRetryLimit,
+        onConnected: () => this.#log.info(`connect success ${key}`),
+      });
+      this.#servers.set(key, session);
+    }
+    return session;
+  }
+
+  #dbKey(key: Uint8Array): Uint8Array {
+    const prefix = this.#settings.keyPrefix;
+    let full = key;
+    if (prefix.length > 0) {
+      full = new Uint8Array(prefix.length + key.length);
+      full.set(prefix);
+      full.set(key, prefix.length);
+    }
+    return encodeDbKey(hash64(full), full);
+  }
+
+  /** Pause before retry `attempt` (0-based): quick at first, then up to retryDelayMs. */
+  #retryPause(attempt: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const delayMs = Math.min(this.#settings.retryDelayMs, 25 * 2 ** attempt);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pauses.delete(timer);
+        resolve();
+      }, delayMs);
+      this.#pauses.set(timer, resolve);
+    });
+  }
+
+  // ---- operations ------------------------------------------------------------------------
+
+  async get(key: Uint8Array): Promise<GetResult> {
+    const dbKey = this.#dbKey(key);
+    const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
+    const attempts = READ_ATTEMPTS_PER_ROUND * this.#settings.getRetry;
+    let lastError = "no server";
+    for (let attempt = 0; attempt < attempts && !this.#closed; attempt++) {
+      const target = serverFor(this.readHashSpace, hash, attempt % READ_ATTEMPTS_PER_ROUND);
+      if (target) {
+        try {
+          const reply = await this.#server(target).call(
+            ServerMethod.Get,
+            [dbKey],
+            this.#settings.rpcTimeoutMs,
+          );
+          if (reply === null || reply === undefined) return { kind: "miss" };
+          const record = reply instanceof Uint8Array
+            ? decodeDbValue({ hash, key }, reply)
+            : undefined;
+          if (!record || record.value === null) return { kind: "miss" };
+          return {
+            kind: "hit",
+            value: record.value,
+            flags: record.flags,
+            cas: record.clockTime,
+            expireAt: record.expireAt,
+          };
+        } catch (error) {
+          lastError = errorMessage(error);
+        }
+      }
+      this.#countError();
+      // Moving on to the next replica is immediate; wrapping around to the first one waits.
+      if ((attempt + 1) % READ_ATTEMPTS_PER_ROUND === 0 || !target) {
+        await this.#retryPause(attempt / READ_ATTEMPTS_PER_ROUND);
+      }
+    }
+    return { kind: "error", message: lastError };
+  }
+
+  async set(request: StoreRequest): Promise<StoreResult> {
+    const dbKey = this.#dbKey(request.key);
+    const operation = request.casUnique !== undefined
+      ? SetOperation.Cas
+      : request.async
+      ? SetOperation.SetAsync
+      : SetOperation.Set;
+    const dbValue = encodeDbValue({
+      clockTime: request.casUnique ?? 0n,
+      flags: request.flags,
+      expireAt: request.expireAt,
+      value: request.value,
+    });
+    const reply = await this.#callCoordinator(
+      dbKey,
+      ServerMethod.Set,
+      [operation, dbKey, dbValue],
+      this.#settings.setRetry,
+    );
+    if (reply.kind === "error") return reply;
+    if (typeof reply.value === "bigint") return { kind: "stored", cas: reply.value };
+    if (reply.value === false) return { kind: "exists" };
+    if (reply.value === 0) return { kind: "not_found" };
+    return { kind: "error", message: `unexpected reply ${String(reply.value)}` };
+  }
+
+  async delete(key: Uint8Array, options: { async?: boolean } = {}): Promise<DeleteResult> {
+    const dbKey = this.#dbKey(key);
+    const flags = options.async || this.#settings.asyncDelete ? DeleteFlag.Async : 0;
+    const reply = await this.#callCoordinator(
+      dbKey,
+      ServerMethod.Delete,
+      [flags, dbKey],
+      this.#settings.deleteRetry,
+    );
+    if (reply.kind === "error") return reply;
+    return reply.value === true ? { kind: "deleted" } : { kind: "not_found" };
+  }
+
+  /**
+   * Sends a write to the key's coordinator in the write ring, retrying up to `retries` times
+   * (the ring is re-read each time, as renewals may have changed it). A nil reply means the
+   * coordinator could not replicate: that is a failure too.
+   */
+  async #callCoordinator(
+    dbKey: Uint8Array,
+    method: number,
+    params: unknown[],
+    retries: number,
+  ): Promise<{ kind: "ok"; value: unknown } | { kind: "error"; message: string }> {
+    const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
+    let lastError = "no server";
+    for (let attempt = 0; attempt <= retries && !this.#closed; attempt++) {
+      const target = serverFor(this.writeHashSpace, hash, 0);
+      if (target) {
+        try {
+          const value = await this.#server(target).call(
+            method,
+            params,
+            this.#settings.rpcTimeoutMs,
+          );
+          if (value !== null && value !== undefined) return { kind: "ok", value };
+          lastError = "replication failed";
+        } catch (error) {
+          lastError = errorMessage(error);
+        }
+      }
+      this.#countError();
+      if (attempt < retries) await this.#retryPause(attempt);
+    }
+    return { kind: "error", message: lastError };
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,240 @@
+/**
+ * The read/parse/reply loop of a memcached front-end connection, independent of the protocol.
+ *
+ * Performance habits (architecture §6): one reusable read buffer per connection; every complete
+ * request in a read chunk is parsed and started at once (pipelining); replies are written in
+ * request order, and all replies that are ready are coalesced into ONE write.
+ */
+
+export type ParseStep<Request> =
+  | { readonly kind: "incomplete" }
+  | { readonly kind: "request"; readonly request: Request; readonly consumed: number }
+  | {
+    readonly kind: "error";
+    readonly reply: Uint8Array | string;
+    readonly consumed: number;
+    /** Bytes after `consumed` to discard as they arrive (a rejected value's data block). */
+    readonly swallowBytes?: number;
+    readonly closeAfter?: boolean;
+  };
+
+/** A reply: bytes, nothing (noreply), or "close" to end the connection after earlier replies. */
+export type Reply = Uint8Array | null | "close";
+
+export interface FrontEndProtocol<Request> {
+  parse(buffer: Uint8Array, offset: number): ParseStep<Request>;
+  execute(request: Request): Reply | Promise<Reply>;
+}
+
+export interface ConnectionLimits {
+  /** The read buffer grows up to this size to hold one request (largest value + its header). */
+  readonly maxRequestBytes: number;
+  /** Reading pauses while this many replies are still pending (a client that never reads). */
+  readonly maxPendingReplies: number;
+}
+
+const INITIAL_BUFFER_BYTES = 64 * 1024;
+const encoder = new TextEncoder();
+
+/** Serves one connection until the client closes it, asks to quit, or an I/O error occurs. */
+export async function serveConnection<Request>(
+  connection: Deno.Conn,
+  protocol: FrontEndProtocol<Request>,
+  limits: ConnectionLimits,
+): Promise<void> {
+  const replies = new OrderedReplies(connection, limits.maxPendingReplies);
+  let buffer = new Uint8Array(INITIAL_BUFFER_BYTES);
+  let start = 0, end = 0;
+  /** Bytes of a rejected request still to be dropped, never buffered whole. */
+  let swallow = 0;
+  try {
+    while (!replies.closing) {
+      if (end === buffer.length) {
+        if (start > 0) {
+          buffer.copyWithin(0, start, end);
+          end -= start;
+          start = 0;
+        } else if (buffer.length < limits.maxRequestBytes) {
+          const grown = new Uint8Array(Math.min(buffer.length * 2, limits.maxRequestBytes));
+          grown.set(buffer.subarray(0, end));
+          buffer = grown;
+        } else {
+          // One request larger than any allowed one: the parser must have rejected it already.
+          break;
+        }
+      }
+      await replies.roomToRead();
+      const count = await connection.read(buffer.subarray(end));
+      if (count === null) break;
+      end += count;
+      const view = buffer.subarray(0, end);
+      while (start < end && !replies.closing) {
+        if (swallow > 0) {
+          const dropped = Math.min(swallow, end - start);
+          swallow -= dropped;
+          start += dropped;
+          continue;
+        }
+        const step = protocol.parse(view, start);
+        if (step.kind === "incomplete") break;
+        start += step.consumed;
+        if (step.kind === "error") {
+          if (step.reply.length > 0) {
+            replies.push(typeof step.reply === "string" ? encoder.encode(step.reply) : step.reply);
+          }
+          swallow = step.swallowBytes ?? 0;
+          if (step.closeAfter) replies.push("close");
+          continue;
+        }
+        replies.push(protocol.execute(step.request));
+      }
+      if (start === end) start = end = 0;
+      replies.flush();
+    }
+  } catch (error) {
+    if (!isDisconnect(error)) throw error;
+  } finally {
+    await replies.drain();
+    try {
+      connection.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.NotConnected;
+}
+
+interface Slot {
+  ready: boolean;
+  reply: Reply;
+}
+
+/** Replies in request order, each batch of ready replies written with one write. */
+class OrderedReplies {
+  closing = false;
+  #queue: Slot[] = [];
+  #head = 0;
+  #writing: Promise<void> | undefined;
+  #roomWaiter: (() => void) | undefined;
+  #settleWaiter: (() => void) | undefined;
+  #failed = false;
+
+  constructor(private readonly connection: Deno.Conn, private readonly maxPending: number) {}
+
+  push(reply: Reply | Promise<Reply>): void {
+    const slot: Slot = { ready: false, reply: null };
+    this.#queue.push(slot);
+    if (reply instanceof Promise) {
+      reply.then(
+        (value) => this.#settle(slot, value),
+        () => this.#settle(slot, encoder.encode("SERVER_ERROR internal error\r\n")),
+      );
+    } else {
+      slot.ready = true;
+      slot.reply = reply;
+      if (reply === "close") this.closing = true;
+    }
+  }
+
+  #settle(slot: Slot, reply: Reply): void {
+    slot.ready = true;
+    slot.reply = reply;
+    this.flush();
+    const wake = this.#settleWaiter;
+    this.#settleWaiter = undefined;
+    wake?.();
+  }
+
+  /** Starts writing the ready prefix of the queue unless a write is already under way. */
+  flush(): void {
+    if (this.#writing || this.#failed) return;
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    while (this.#head < this.#queue.length && this.#queue[this.#head].ready) {
+      const { reply } = this.#queue[this.#head++];
+      if (reply === "close") {
+        this.closing = true;
+        break;
+      }
+      if (reply !== null) {
+        chunks.push(reply);
+        bytes += reply.length;
+      }
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    }
+    this.#wakeReader();
+    if (bytes === 0) return;
+    this.#writing = this.#write(concat(chunks, bytes)).finally(() => {
+      this.#writing = undefined;
+      this.flush();
+    });
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    try {
+      for (let offset = 0; offset < bytes.length;) {
+        offset += await this.connection.write(bytes.subarray(offset));
+      }
+    } catch {
+      // The client went away: stop writing; the read side ends the loop.
+      this.#failed = true;
+      this.closing = true;
+    }
+  }
+
+  #pending(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  roomToRead(): Promise<void> {
+    if (this.#pending() < this.maxPending) return Promise.resolve();
+    return new Promise((resolve) => this.#roomWaiter = resolve);
+  }
+
+  #wakeReader(): void {
+    if (this.#roomWaiter && this.#pending() < this.maxPending) {
+      const wake = this.#roomWaiter;
+      this.#roomWaiter = undefined;
+      wake();
+    }
+  }
+
+  /**
+   * Waits until every reply queued before the end (or before a close) is written — a client
+   * that sends its requests and then shuts its side still gets every answer.
+   */
+  async drain(): Promise<void> {
+    for (;;) {
+      this.flush();
+      if (this.#writing) {
+        await this.#writing;
+        continue;
+      }
+      const done = this.#failed || this.#head >= this.#queue.length ||
+        this.#queue[this.#head].reply === "close" && this.#queue[this.#head].ready;
+      if (done) return;
+      await new Promise<void>((resolve) => this.#settleWaiter = resolve);
+    }
+  }
+}
+
+function concat(chunks: Uint8Array[], bytes: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(bytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}

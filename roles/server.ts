@@ -1,0 +1,582 @@
+/**
+ * kumo-server: stores data in SQLite, coordinates the writes of the keys it is the first active
+ * owner of, replicates them synchronously to the other owners, and serves reads (reference §7).
+ */
+import { formatAddress, type NodeAddress, sameAddress } from "../core/address.ts";
+import { LamportClock } from "../core/clock_time.ts";
+import { type DbKey, decodeDbKey, decodeDbValue, encodeDbValue } from "../core/db_record.ts";
+import { isLive } from "../core/expiry.ts";
+import { HashSpace } from "../core/hash_space.ts";
+import {
+  ClusterRole,
+  DeleteFlag,
+  KUMO_VERSION,
+  ManagerMethod,
+  ReplaceFlag,
+  ReplicateFlag,
+  ServerMethod,
+  SetOperation,
+  StatusCode,
+} from "../core/messages.ts";
+import { ownershipProblem, writeTargetsFor } from "../core/replica_targets.ts";
+import { RpcErrorCode } from "../core/rpc_frame.ts";
+import type { Store, StoredRecord } from "../core/store.ts";
+import { parseServerOptions } from "../core/daemon_options.ts";
+import { listenError, runDaemon } from "./daemon.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { resolveAddress } from "./resolve.ts";
+import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
+import { SqliteStore } from "./sqlite_store.ts";
+import { withoutTaskSeparator } from "../core/command_line.ts";
+
+export interface ServerSettings {
+  /** Identity and cluster port (port 0 = any free port; the bound port becomes the identity). */
+  listen: NodeAddress;
+  /** Replace stream port on the listen host (0 = any free port). */
+  streamPort: number;
+  manager1: NodeAddress;
+  manager2?: NodeAddress;
+  /** SQLite file path; ignored when `store` is given. */
+  storePath?: string;
+  store?: Store;
+  keepaliveIntervalMs?: number;
+  connectTimeoutMs?: number;
+  connectRetryLimit?: number;
+  /** Per-call RPC timeout towards replicas and managers. */
+  rpcTimeoutMs?: number;
+  replicateSetRetry?: number;
+  replicateDeleteRetry?: number;
+  logger?: Logger;
+  /** Injected wall clock (unix seconds) so tests can drive time. */
+  nowSeconds?: () => number;
+}
+
+interface Counters {
+  cmdGet: number;
+  cmdSet: number;
+  cmdDelete: number;
+}
+
+const EMPTY_HASH_SPACE = HashSpace.fromSeed([[], 0n]);
+
+export class Server {
+  readonly address: NodeAddress;
+  readonly streamPort: number;
+  readonly store: Store;
+  readonly clock = new LamportClock();
+  readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0 };
+  writeHashSpace: HashSpace = EMPTY_HASH_SPACE;
+  readHashSpace: HashSpace = EMPTY_HASH_SPACE;
+
+  #listener: RpcListener;
+  #streamListener: Deno.Listener;
+  #managers: RpcSession[] = [];
+  #peers = new Map<string, RpcSession>();
+  #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
+  #settings: Required<
+    Pick<
+      ServerSettings,
+      | "keepaliveIntervalMs"
+      | "connectTimeoutMs"
+      | "connectRetryLimit"
+      | "rpcTimeoutMs"
+      | "replicateSetRetry"
+      | "replicateDeleteRetry"
+      | "nowSeconds"
+    >
+  >;
+  #log: Logger;
+  #startedAtSeconds: number;
+  #ringListeners = new Set<() => void>();
+  #closed = false;
+  #streamAccepting: Promise<void>;
+
+  private constructor(
+    settings: ServerSettings,
+    store: Store,
+    listener: RpcListener,
+    streamListener: Deno.Listener,
+  ) {
+    this.store = store;
+    this.#listener = listener;
+    this.#streamListener = streamListener;
+    this.address = { host: settings.listen.host, port: listener.port };
+    this.streamPort = (streamListener.addr as Deno.NetAddr).port;
+    this.#log = settings.logger ?? silentLogger();
+    this.#settings = {
+      keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
+      connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
+      connectRetryLimit: settings.connectRetryLimit ?? 4,
+      rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
+      replicateSetRetry: settings.replicateSetRetry ?? 20,
+      replicateDeleteRetry: settings.replicateDeleteRetry ?? 20,
+      nowSeconds: settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+    };
+    this.#startedAtSeconds = this.#settings.nowSeconds();
+    this.#streamAccepting = this.#acceptStreams();
+  }
+
+  /**
+   * Opens the store, binds the cluster and stream ports, and connects to the managers.
+   * Errors (port in use, unwritable store) are thrown as Errors with a one-line message.
+   */
+  static start(settings: ServerSettings): Server {
+    const store = settings.store ?? openStore(requiredStorePath(settings));
+    let listener: RpcListener | undefined;
+    try {
+      // Filled in below; no request can arrive before this function returns.
+      const created: { server?: Server } = {};
+      try {
+        listener = RpcListener.listen({
+          hostname: settings.listen.host,
+          port: settings.listen.port,
+          onRequest: (method, params, connection) =>
+            created.server!.#handleRequest(method, params, connection),
+          onClusterInit: (_connection, address, role) =>
+            created.server!.#onClusterPeer(address, role),
+        });
+      } catch (error) {
+        throw listenError("-l (--listen)", formatAddress(settings.listen), error);
+      }
+      let streamListener: Deno.Listener;
+      try {
+        streamListener = Deno.listen({ hostname: settings.listen.host, port: settings.streamPort });
+      } catch (error) {
+        throw listenError("-L (--stream-listen)", String(settings.streamPort), error);
+      }
+      const server = created.server = new Server(settings, store, listener, streamListener);
+      server.#connectManagers(settings);
+      return server;
+    } catch (error) {
+      void listener?.close();
+      if (!settings.store) store.close();
+      throw error;
+    }
+  }
+
+  /** Calls `listener` whenever a ring is adopted (tests wait on it). */
+  onRingChange(listener: () => void): () => void {
+    this.#ringListeners.add(listener);
+    return () => this.#ringListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#keepaliveTimer);
+    this.#streamListener.close();
+    await this.#streamAccepting;
+    await Promise.all([...this.#managers, ...this.#peers.values()].map((s) => s.close()));
+    await this.#listener.close();
+    await this.store.commit().catch(() => {});
+    this.store.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- managers -------------------------------------------------------------------------
+
+  #connectManagers(settings: ServerSettings): void {
+    const managers = [settings.manager1, settings.manager2].filter((m): m is NodeAddress => !!m);
+    for (const manager of managers) {
+      const session = new RpcSession(manager, {
+        connectTimeoutMs: this.#settings.connectTimeoutMs,
+        connectRetryLimit: this.#settings.connectRetryLimit,
+        retryDelayMs: Math.min(1000, this.#settings.keepaliveIntervalMs),
+        onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
+        onConnected: (connection) => {
+          connection.sendClusterInit(this.address, ClusterRole.Server);
+          this.#log.info(`new node ${formatAddress(manager)} (manager)`);
+          void this.#requestHashSpaces(session);
+        },
+      });
+      this.#managers.push(session);
+      // The first keepalive opens the connection; later ones keep it (and the clocks) alive.
+      void session.call(ManagerMethod.KeepAlive, [this.clock.increment()]).catch(() => {});
+    }
+    this.#keepaliveTimer = setInterval(() => {
+      for (const session of this.#managers) {
+        session.call(ManagerMethod.KeepAlive, [this.clock.increment()], this.#settings.rpcTimeoutMs)
+          .catch(() => {});
+      }
+    }, this.#settings.keepaliveIntervalMs);
+  }
+
+  async #requestHashSpaces(session: RpcSession): Promise<void> {
+    try {
+      const [writeSeed, readSeed] = await Promise.all([
+        session.call(ManagerMethod.WHashSpaceRequest, [], this.#settings.rpcTimeoutMs),
+        session.call(ManagerMethod.RHashSpaceRequest, [], this.#settings.rpcTimeoutMs),
+      ]);
+      this.#adopt(HashSpace.fromSeed(writeSeed), HashSpace.fromSeed(readSeed), "strict");
+    } catch (error) {
+      if (!this.#closed) this.#log.warn(`hash space request failed: ${errorText(error)}`);
+    }
+  }
+
+  /**
+   * Adopts rings that are at least as new as ours (reference §4.6): from a manager's sync
+   * `>=`, from the reply to our own request `>` (or when ours is empty).
+   */
+  #adopt(write: HashSpace, read: HashSpace, rule: "sync" | "strict"): boolean {
+    const newer = (own: HashSpace, seed: HashSpace) =>
+      !seed.isEmpty() &&
+      (own.isEmpty() ||
+        (rule === "sync" ? own.timestamp <= seed.timestamp : own.timestamp < seed.timestamp));
+    let adopted = false;
+    if (newer(this.writeHashSpace, write)) {
+      this.writeHashSpace = write;
+      adopted = true;
+    }
+    if (newer(this.readHashSpace, read)) {
+      this.readHashSpace = read;
+      adopted = true;
+    }
+    if (adopted) { for (const listener of this.#ringListeners) listener(); }
+    return adopted;
+  }
+
+  #onClusterPeer(address: NodeAddress, role: number): void {
+    this.#log.info(
+      `new node ${formatAddress(address)}${role === ClusterRole.Manager ? " (manager)" : ""}`,
+    );
+  }
+
+  // ---- request dispatch -------------------------------------------------------------------
+
+  #handleRequest(method: number, params: unknown[], connection: RpcConnection): unknown {
+    switch (method) {
+      case ServerMethod.Get:
+        return this.#get(params);
+      case ServerMethod.Set:
+        return this.#set(params);
+      case ServerMethod.Delete:
+        return this.#delete(params);
+      case ServerMethod.ReplicateSet:
+        return this.#replicateSet(params);
+      case ServerMethod.ReplicateDelete:
+        return this.#replicateDelete(params);
+      case ServerMethod.KeepAlive:
+        this.#updateClock(params[0]);
+        return null;
+      case ServerMethod.HashSpaceSync:
+        return this.#hashSpaceSync(params, connection);
+      case ServerMethod.GetStatus:
+        return this.#status(params[0]);
+      case ServerMethod.SetConfig:
+        return 0;
+      default:
+        throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
+    }
+  }
+
+  #hashSpaceSync(params: unknown[], connection: RpcConnection): true | null {
+    const fromManager = connection.clusterPeer?.role === ClusterRole.Manager ||
+      this.#isManagerSession(connection);
+    if (!fromManager) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "HashSpaceSync is for managers");
+    }
+    this.#updateClock(params[2]);
+    return this.#adopt(HashSpace.fromSeed(params[0]), HashSpace.fromSeed(params[1]), "sync")
+      ? true
+      : null;
+  }
+
+  /** Rings are only taken from managers: a ClusterInit as manager, or a manager's address. */
+  #isManagerSession(connection: RpcConnection): boolean {
+    return this.#managers.some((session) => sameAddress(session.address, connection.remoteAddress));
+  }
+
+  #updateClock(counter: unknown): void {
+    if (typeof counter === "number") this.clock.update(counter);
+  }
+
+  #now(): number {
+    return this.#settings.nowSeconds();
+  }
+
+  #dbKey(value: unknown): DbKey {
+    const dbKey = value instanceof Uint8Array ? decodeDbKey(value) : undefined;
+    if (!dbKey) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed key");
+    return dbKey;
+  }
+
+  // ---- reads ----------------------------------------------------------------------------
+
+  #get(params: unknown[]): Uint8Array | null {
+    const dbKey = this.#dbKey(params[0]);
+    const problem = ownershipProblem(this.address, this.readHashSpace, dbKey.hash);
+    if (problem) throw new RpcError(RpcErrorCode.SERVER_ERROR, problem);
+    this.counters.cmdGet++;
+    const record = this.store.get(dbKey.key);
+    return isLive(record, this.#now()) ? encodeDbValue(record!) : null;
+  }
+
+  // ---- coordinated writes ---------------------------------------------------------------
+
+  async #set(params: unknown[]): Promise<bigint | false | 0 | null> {
+    const [operation, rawKey, rawValue] = params;
+    const dbKey = this.#dbKey(rawKey);
+    const incoming = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
+    if (!incoming || incoming.value === null) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
+    }
+    if (
+      operation !== SetOperation.Set && operation !== SetOperation.SetAsync &&
+      operation !== SetOperation.Cas
+    ) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown set operation ${operation}`);
+    }
+    const targets = this.#coordinatorTargets(dbKey.hash);
+    this.counters.cmdSet++;
+    if (operation === SetOperation.Cas) {
+      const stored = this.store.get(dbKey.key);
+      if (!isLive(stored, this.#now())) return 0;
+      if (stored!.clockTime !== incoming.clockTime) return false;
+    }
+    const clockTime = this.clock.next(this.#now());
+    const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
+    this.store.putIfNewer(record);
+    const replication = this.#replicate(
+      targets,
+      ServerMethod.ReplicateSet,
+      (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
+      this.#settings.replicateSetRetry,
+    );
+    await this.store.commit();
+    if (operation === SetOperation.SetAsync) {
+      replication.catch(() => {});
+      return clockTime;
+    }
+    return (await replication) ? clockTime : null;
+  }
+
+  async #delete(params: unknown[]): Promise<boolean | null> {
+    const [flags, rawKey] = params;
+    const dbKey = this.#dbKey(rawKey);
+    const targets = this.#coordinatorTargets(dbKey.hash);
+    this.counters.cmdDelete++;
+    if (!isLive(this.store.get(dbKey.key), this.#now())) return false;
+    const clockTime = this.clock.next(this.#now());
+    this.store.putIfNewer(tombstone(dbKey, clockTime));
+    const replication = this.#replicate(
+      targets,
+      ServerMethod.ReplicateDelete,
+      (replicateFlags) => [this.clock.counter, replicateFlags, clockTime, rawKey],
+      this.#settings.replicateDeleteRetry,
+    );
+    await this.store.commit();
+    if (typeof flags === "number" && (flags & DeleteFlag.Async) !== 0) {
+      replication.catch(() => {});
+      return true;
+    }
+    return (await replication) ? true : null;
+  }
+
+  #coordinatorTargets(hash: bigint) {
+    const targets = writeTargetsFor(this.address, this.writeHashSpace, this.readHashSpace, hash);
+    if (targets.kind === "rejected") throw new RpcError(RpcErrorCode.SERVER_ERROR, targets.reason);
+    return targets;
+  }
+
+  /**
+   * Sends one replicate message to every target in parallel, retrying each up to `retries`
+   * times. Resolves true when every write-ring replica acknowledged; failures towards
+   * read-ring-only replicas (copies kept during a replace) are tolerated, as in kumofs.
+   */
+  async #replicate(
+    targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
+    method: number,
+    paramsFor: (flags: number) => unknown[],
+    retries: number,
+  ): Promise<boolean> {
+    const send = async (target: NodeAddress, flags: number): Promise<boolean> => {
+      const session = this.#peer(target);
+      for (let attempt = 0;; attempt++) {
+        try {
+          await session.call(method, paramsFor(flags), this.#settings.rpcTimeoutMs);
+          return true;
+        } catch (error) {
+          const lost = error instanceof RpcError && error.code === RpcErrorCode.NODE_LOST;
+          if (lost || attempt >= retries || this.#closed) {
+            this.#log.warn(
+              `replicate to ${formatAddress(target)} failed: ${errorText(error)}`,
+            );
+            return false;
+          }
+        }
+      }
+    };
+    const results = await Promise.all([
+      ...targets.replicas.map((target) => send(target, 0)),
+      ...targets.readRingReplicas.map((target) =>
+        send(target, ReplicateFlag.ByReadHashSpace).then(() => true)
+      ),
+    ]);
+    return results.every((ok) => ok);
+  }
+
+  #peer(address: NodeAddress): RpcSession {
+    const key = formatAddress(address);
+    let session = this.#peers.get(key);
+    if (!session) {
+      session = new RpcSession(address, {
+        connectTimeoutMs: this.#settings.connectTimeoutMs,
+        connectRetryLimit: this.#settings.connectRetryLimit,
+        onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
+        onConnected: (connection) => connection.sendClusterInit(this.address, ClusterRole.Server),
+      });
+      this.#peers.set(key, session);
+    }
+    return session;
+  }
+
+  // ---- replica side ---------------------------------------------------------------------
+
+  async #replicateSet(params: unknown[]): Promise<boolean> {
+    const [adjustClock, flags, rawKey, rawValue] = params;
+    const dbKey = this.#dbKey(rawKey);
+    const record = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
+    if (!record) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
+    this.#checkReplicaOwnership(dbKey.hash, flags);
+    this.#updateClock(adjustClock);
+    const written = this.store.putIfNewer({
+      ...record,
+      key: copyBytes(record.key),
+      value: record.value && copyBytes(record.value),
+    });
+    await this.store.commit();
+    return written;
+  }
+
+  async #replicateDelete(params: unknown[]): Promise<boolean> {
+    const [adjustClock, flags, clockTime, rawKey] = params;
+    const dbKey = this.#dbKey(rawKey);
+    if (typeof clockTime !== "bigint") {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed clock time");
+    }
+    this.#checkReplicaOwnership(dbKey.hash, flags);
+    this.#updateClock(adjustClock);
+    const written = this.store.putIfNewer(
+      tombstone({ ...dbKey, key: copyBytes(dbKey.key) }, clockTime),
+    );
+    await this.store.commit();
+    return written;
+  }
+
+  #checkReplicaOwnership(hash: bigint, flags: unknown): void {
+    const byReadRing = typeof flags === "number" && (flags & ReplicateFlag.ByReadHashSpace) !== 0;
+    const ring = byReadRing ? this.readHashSpace : this.writeHashSpace;
+    const problem = ownershipProblem(this.address, ring, hash);
+    if (problem) throw new RpcError(RpcErrorCode.SERVER_ERROR, problem);
+  }
+
+  // ---- status ---------------------------------------------------------------------------
+
+  #status(code: unknown): unknown {
+    switch (code) {
+      case StatusCode.Pid:
+        return Deno.pid;
+      case StatusCode.Uptime:
+        return this.#now() - this.#startedAtSeconds;
+      case StatusCode.Time:
+        return this.#now();
+      case StatusCode.Version:
+        return KUMO_VERSION;
+      case StatusCode.CmdGet:
+        return this.counters.cmdGet;
+      case StatusCode.CmdSet:
+        return this.counters.cmdSet;
+      case StatusCode.CmdDelete:
+        return this.counters.cmdDelete;
+      case StatusCode.Items:
+        return this.store.count();
+      case StatusCode.ClockTime:
+        return this.clock.next(this.#now());
+      case StatusCode.ReadHashSpace:
+        return this.readHashSpace.toSeed();
+      case StatusCode.WriteHashSpace:
+        return this.writeHashSpace.toSeed();
+      case StatusCode.ReplaceFlags:
+        return this.#replaceFlags();
+      default:
+        return null;
+    }
+  }
+
+  #replaceFlags(): number {
+    let flags = 0;
+    if (!this.writeHashSpace.isActive(this.address)) flags |= ReplaceFlag.NotActive;
+    if (this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
+      flags |= ReplaceFlag.HashSpacesDiffer;
+    }
+    return flags;
+  }
+
+  // ---- replace stream port ---------------------------------------------------------------
+
+  /** The stream port is bound now (so a clash is reported at start); transfers come with replace. */
+  async #acceptStreams(): Promise<void> {
+    try {
+      for await (const connection of this.#streamListener) connection.close();
+    } catch {
+      // listener closed
+    }
+  }
+}
+
+function tombstone(dbKey: DbKey, clockTime: bigint): StoredRecord {
+  return { key: dbKey.key, hash: dbKey.hash, clockTime, flags: 0, expireAt: 0, value: null };
+}
+
+/** Decoded frames may view a reused read buffer; anything kept beyond the call is copied. */
+function copyBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.slice();
+}
+
+function openStore(path: string): Store {
+  try {
+    return SqliteStore.open(path);
+  } catch (error) {
+    throw new Error(`cannot open -s (--store) "${path}": ${errorText(error)}`);
+  }
+}
+
+function requiredStorePath(settings: ServerSettings): string {
+  if (!settings.storePath) throw new Error("-s (--store) is required");
+  return settings.storePath;
+}
+
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** `kumo-server` command line (reference §1.4); resolves to the exit code. */
+export function main(argv: string[]): Promise<number> {
+  return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger) => {
+    const [listen, manager1, manager2] = await Promise.all([
+      resolveAddress(config.listen),
+      resolveAddress(config.manager1),
+      config.manager2 ? resolveAddress(config.manager2) : undefined,
+    ]);
+    const server = Server.start({
+      listen,
+      streamPort: config.streamPort,
+      manager1,
+      manager2,
+      storePath: config.storePath,
+      keepaliveIntervalMs: config.keepaliveIntervalMs,
+      connectTimeoutMs: config.connectTimeoutMs,
+      connectRetryLimit: config.connectRetryLimit,
+      replicateSetRetry: config.replicateSetRetryLimit,
+      replicateDeleteRetry: config.replicateDeleteRetryLimit,
+      logger,
+    });
+    logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);
+    return server;
+  });
+}
+
+if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

@@ -1,0 +1,169 @@
+/**
+ * kumostat: a server's counters and state (reference §11.2).
+ * `kumostat server[:19800] <command>` or `kumostat -m manager[:19700] <command>` (every active
+ * attached server, each line prefixed with its address).
+ */
+import { formatAddress, type NodeAddress } from "../core/address.ts";
+import { clockTimeCounter, clockTimeSeconds } from "../core/clock_time.ts";
+import { HashSpace } from "../core/hash_space.ts";
+import { ManagerMethod, ReplaceFlag, ServerMethod, StatusCode } from "../core/messages.ts";
+import {
+  callOnce,
+  messageOf,
+  processIo,
+  rubyTimeString,
+  runTool,
+  targetAddress,
+  type ToolIo,
+} from "./tool_io.ts";
+import { withoutTaskSeparator } from "../core/command_line.ts";
+
+const SERVER_DEFAULT_PORT = 19800;
+const MANAGER_DEFAULT_PORT = 19700;
+
+const USAGE = `Usage: kumostat server-address[:port=${SERVER_DEFAULT_PORT}] command
+       kumostat -m manager-address[:port=${MANAGER_DEFAULT_PORT}] command
+command:
+   pid                        get pid of server process
+   uptime                     get uptime
+   time                       get UNIX time
+   version                    get version
+   cmd_get                    get number of get requests
+   cmd_set                    get number of set requests
+   cmd_delete                 get number of delete requests
+   items                      get number of stored items
+   stats                      all of the above, memcached style
+   rhs                        get rhs (hash space for reading)
+   whs                        get whs (hash space for writing)
+   hscheck                    check if rhs == whs
+   replstat                   get replace status
+`;
+
+const SIMPLE: Record<string, number> = {
+  pid: StatusCode.Pid,
+  uptime: StatusCode.Uptime,
+  time: StatusCode.Time,
+  version: StatusCode.Version,
+  cmd_get: StatusCode.CmdGet,
+  cmd_set: StatusCode.CmdSet,
+  cmd_delete: StatusCode.CmdDelete,
+  items: StatusCode.Items,
+};
+
+const STATS: [string, number][] = [
+  ["pid", StatusCode.Pid],
+  ["uptime", StatusCode.Uptime],
+  ["time", StatusCode.Time],
+  ["cmd_get", StatusCode.CmdGet],
+  ["cmd_set", StatusCode.CmdSet],
+  ["cmd_delete", StatusCode.CmdDelete],
+  ["curr_items", StatusCode.Items],
+];
+
+function status(code: number) {
+  return { method: ServerMethod.GetStatus, params: [code] };
+}
+
+function formatHashSpace(seed: unknown): string[] {
+  const ring = HashSpace.fromSeed(seed);
+  return [
+    "hash space timestamp:",
+    `  ${rubyTimeString(clockTimeSeconds(ring.timestamp))} clock ${
+      clockTimeCounter(ring.timestamp)
+    }`,
+    "node:",
+    ...ring.nodes.map((node) =>
+      `  ${formatAddress(node.address)}  (${node.active ? "active" : "fault"})`
+    ),
+  ];
+}
+
+/** kumofs' replace-state words, first match wins. */
+export function replaceStateName(flags: unknown): string {
+  if (typeof flags !== "number") return "?";
+  if (flags & ReplaceFlag.NotActive) return "inactive";
+  if (flags & ReplaceFlag.Deleting) return "Deleting";
+  if (flags & ReplaceFlag.Copying) return "Copying";
+  if (flags & ReplaceFlag.HashSpacesDiffer) return "WAIT";
+  return "ready";
+}
+
+/** The output lines of `command` for one server. */
+async function serverLines(server: NodeAddress, command: string): Promise<string[]> {
+  if (command in SIMPLE) {
+    const [value] = await callOnce(server, [status(SIMPLE[command])]);
+    return [String(value ?? "nil")];
+  }
+  switch (command) {
+    case "stats": {
+      const values = await callOnce(server, STATS.map(([, code]) => status(code)));
+      return [...STATS.map(([name], i) => `STAT ${name} ${values[i]}`), "END"];
+    }
+    case "rhs":
+    case "whs": {
+      const code = command === "rhs" ? StatusCode.ReadHashSpace : StatusCode.WriteHashSpace;
+      const [seed] = await callOnce(server, [status(code)]);
+      return formatHashSpace(seed);
+    }
+    case "hscheck": {
+      const [read, write] = await callOnce(server, [
+        status(StatusCode.ReadHashSpace),
+        status(StatusCode.WriteHashSpace),
+      ]);
+      const r = HashSpace.fromSeed(read), w = HashSpace.fromSeed(write);
+      return [String(r.sameNodes(w) && r.timestamp === w.timestamp)];
+    }
+    case "replstat": {
+      const [flags] = await callOnce(server, [status(StatusCode.ReplaceFlags)]);
+      return [replaceStateName(flags)];
+    }
+    default:
+      throw new Error(`unknown command ${command}`);
+  }
+}
+
+const COMMANDS = new Set([...Object.keys(SIMPLE), "stats", "rhs", "whs", "hscheck", "replstat"]);
+
+export function main(args: string[], io: ToolIo = processIo): Promise<number> {
+  return runTool("kumostat", io, async () => {
+    if (args.includes("-h") || args.includes("--help")) {
+      io.stdout(USAGE);
+      return 0;
+    }
+    const viaManager = args[0] === "-m";
+    const [addressText, command] = viaManager ? args.slice(1) : args;
+    const arity = viaManager ? 3 : 2;
+    if (args.length !== arity || !COMMANDS.has(command)) {
+      io.stderr(
+        (command && !COMMANDS.has(command) ? `kumostat: unknown command ${command}\n\n` : "") +
+          USAGE,
+      );
+      return 1;
+    }
+    if (!viaManager) {
+      const address = await targetAddress(addressText, SERVER_DEFAULT_PORT, "server address");
+      io.stdout((await serverLines(address, command)).join("\n") + "\n");
+      return 0;
+    }
+    const manager = await targetAddress(addressText, MANAGER_DEFAULT_PORT, "manager address");
+    const [reply] = await callOnce(manager, [{
+      method: ManagerMethod.HashSpaceRequest,
+      params: [],
+    }]);
+    const ring = HashSpace.fromSeed(Array.isArray(reply) ? reply[0] : undefined);
+    let failed = false;
+    for (const node of ring.nodes.filter((n) => n.active)) {
+      const prefix = `${formatAddress(node.address)}:  `;
+      try {
+        const lines = await serverLines(node.address, command);
+        io.stdout(lines.map((line) => prefix + line).join("\n") + "\n");
+      } catch (error) {
+        failed = true;
+        io.stdout(`${prefix}${messageOf(error)}\n`);
+      }
+    }
+    return failed ? 1 : 0;
+  });
+}
+
+if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

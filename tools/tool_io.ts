@@ -1,0 +1,106 @@
+/**
+ * What every admin tool shares: injectable output (tests run tools in-process), a one-shot RPC
+ * call with errors turned into one line, and parsing of the target address.
+ */
+import { formatAddress, isAddressError, type NodeAddress, parseAddress } from "../core/address.ts";
+import { resolveAddress } from "../roles/resolve.ts";
+import { connectRpc } from "../roles/rpc.ts";
+
+export interface ToolIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+function writeAll(file: { writeSync(bytes: Uint8Array): number }, text: string): void {
+  let bytes = new TextEncoder().encode(text);
+  while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+}
+
+export const processIo: ToolIo = {
+  stdout: (text) => writeAll(Deno.stdout, text),
+  stderr: (text) => writeAll(Deno.stderr, text),
+};
+
+/** A failure the tool reports as one line on stderr, exit code 1. */
+export class ToolError extends Error {}
+
+export const CONNECT_TIMEOUT_MS = 5_000;
+export const CALL_TIMEOUT_MS = 20_000;
+
+/** Parses and resolves `host[:port]` (default host 127.0.0.1). */
+export async function targetAddress(
+  text: string,
+  defaultPort: number,
+  what: string,
+): Promise<NodeAddress> {
+  const parsed = parseAddress(text, defaultPort, { defaultHost: "127.0.0.1" });
+  if (isAddressError(parsed)) {
+    throw new ToolError(`cannot parse ${what} "${text}": ${parsed.error}`);
+  }
+  try {
+    return await resolveAddress(parsed);
+  } catch (error) {
+    throw new ToolError(messageOf(error));
+  }
+}
+
+/** Connects, makes one call per entry of `calls`, closes; errors become ToolErrors. */
+export async function callOnce(
+  address: NodeAddress,
+  calls: { method: number; params: unknown[] }[],
+): Promise<unknown[]> {
+  const where = formatAddress(address);
+  let connection;
+  try {
+    connection = await connectRpc(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  } catch (error) {
+    throw new ToolError(`cannot connect to ${where}: ${messageOf(error)}`);
+  }
+  try {
+    const results = [];
+    for (const { method, params } of calls) {
+      results.push(await connection.call(method, params, CALL_TIMEOUT_MS));
+    }
+    return results;
+  } catch (error) {
+    throw new ToolError(`${where}: ${messageOf(error)}`);
+  } finally {
+    connection.close();
+    await connection.closed;
+  }
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Runs a tool body: ToolErrors (and any other error) become one stderr line and exit 1. */
+export async function runTool(
+  name: string,
+  io: ToolIo,
+  body: () => Promise<number>,
+): Promise<number> {
+  try {
+    return await body();
+  } catch (error) {
+    io.stderr(`${name}: ${messageOf(error)}\n`);
+    return 1;
+  }
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Ruby 1.8's Time#to_s in local time, as the seed's `kumoctl status` shows: `Wed Dec 03 22:15:55 +0900 2008`. */
+export function rubyTimeString(unixSeconds: number): string {
+  const date = new Date(unixSeconds * 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const offsetMinutes = -date.getTimezoneOffset();
+  const sign = offsetMinutes >= 0 ? "+" : "-";
+  const offset = `${sign}${pad(Math.floor(Math.abs(offsetMinutes) / 60))}${
+    pad(Math.abs(offsetMinutes) % 60)
+  }`;
+  return `${DAYS[date.getDay()]} ${MONTHS[date.getMonth()]} ${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${offset} ` +
+    `${date.getFullYear()}`;
+}

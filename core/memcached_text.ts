@@ -10,6 +10,11 @@
  *   `closeAfter` asks the caller to close the connection (memcached closes silently when a
  *   command line exceeds 2048 bytes).
  *
+ * Keys and values in requests are private copies (the caller may reuse its read buffer): small
+ * ones are views into a shared 64 KiB block that is never rewritten, so they stay valid, but
+ * keeping one long pins that block; `.slice()` what you keep long-term, and use `byteOffset`
+ * with `.buffer`.
+ *
  * It never throws on bad input, and feeding a stream in any chunking gives the same results
  * (see `TextRequestReader` in memcached_text_reader.ts, which also handles `swallowBytes`).
  * Every error string and edge case follows memcached 1.6.18's proto_text.c and was checked
@@ -302,22 +307,47 @@ function tokenString(buf: Uint8Array, index: number): string {
   return s;
 }
 
+// Request bytes are copied into an arena, because allocating a typed array costs far more
+// than a view of one. An arena is never written again once full (a fresh one replaces it), so
+// views handed out stay valid; a long-lived view only pins its arena's memory.
+const ARENA_BYTES = 64 * 1024;
+const ARENA_MAX_COPY = ARENA_BYTES / 8;
+let arena = new Uint8Array(ARENA_BYTES);
+let arenaUsed = 0;
+
+/** A private copy of buf[start, end), usually a view into the arena. */
+function copyOut(buf: Uint8Array, start: number, end: number): Uint8Array {
+  const length = end - start;
+  if (length > ARENA_MAX_COPY) return buf.slice(start, end);
+  if (arenaUsed + length > ARENA_BYTES) {
+    arena = new Uint8Array(ARENA_BYTES);
+    arenaUsed = 0;
+  }
+  const at = arenaUsed;
+  if (length <= 64) {
+    for (let i = 0; i < length; i++) arena[at + i] = buf[start + i];
+  } else {
+    arena.set(buf.subarray(start, end), at);
+  }
+  arenaUsed += length;
+  return arena.subarray(at, at + length);
+}
+
 /**
- * Copies [start, end) once and returns views of the copy for tokens inside it. Allocating a
- * typed array costs far more than a view, so each request makes one copy for all its keys (and
- * its value); the copy is needed because the caller reuses its read buffer.
+ * Copies [start, end) once and returns a function giving views of the copy for byte ranges
+ * inside it: one copy serves all keys (and the value) of a request.
  */
 function copyRegion(
   buf: Uint8Array,
   start: number,
   end: number,
 ): (from: number, to: number) => Uint8Array {
-  const copy = buf.slice(start, end);
+  const copy = copyOut(buf, start, end);
   return (from, to) => copy.subarray(from - start, to - start);
 }
 
 function tokenCopy(buf: Uint8Array, index: number): Uint8Array {
-  return buf.slice(starts[index], ends[index]);
+  return copyOut(buf, starts[index], ends[index]);
 }
 
 function tokenView(buf: Uint8Array, index: number): Uint8Array {
@@ -458,6 +488,7 @@ function parseGet(
   for (let i = 1; i < count; i++) {
     if (tokenLength(i) > limits.maxKeyBytes) return error(BAD_FORMAT, consumed);
   }
+  if (count === 2) return request({ command, keys: [tokenCopy(buf, 1)] }, consumed);
   const view = copyRegion(buf, starts[1], ends[count - 1]);
   const keys: Uint8Array[] = new Array(count - 1);
   for (let i = 1; i < count; i++) keys[i - 1] = view(starts[i], ends[i]);
@@ -617,7 +648,7 @@ function metaPreamble(
 
 /** A key still viewing the caller's buffer is copied; a base64-decoded one is already ours. */
 function ownKey(buf: Uint8Array, key: Uint8Array): Uint8Array {
-  return key.buffer === buf.buffer ? key.slice() : key;
+  return key.buffer === buf.buffer ? copyOut(buf, starts[1], ends[1]) : key;
 }
 
 function parseMetaGet(

@@ -82,6 +82,10 @@ export type MetaFlagsParse =
   | { ok: true; flags: MetaFlags; key: Uint8Array }
   | { ok: false; error: string };
 
+// Which flag letters a call has seen: entries equal to seenMark were seen by the current call.
+const seen = new Uint32Array(127);
+let seenMark = 0;
+
 function emptyFlags(): MetaFlags {
   return {
     tokens: [],
@@ -102,6 +106,7 @@ function emptyFlags(): MetaFlags {
 }
 
 function latin1(buf: Uint8Array, start: number, end: number): string {
+  if (start >= end) return "";
   let s = "";
   for (let i = start; i < end; i++) s += String.fromCharCode(buf[i]);
   return s;
@@ -125,16 +130,18 @@ export function parseMetaFlags(
 ): MetaFlagsParse {
   const flags = emptyFlags();
   let error: string | undefined;
-  const seen = new Uint8Array(127);
+  // A fresh mark per call instead of clearing (or allocating) the table each time.
+  seenMark = seenMark === 0xffffffff ? 1 : seenMark + 1;
+  if (seenMark === 1) seen.fill(0);
   let decodedKey = key;
   for (let i = first; i < count; i++) {
     const s = starts[i];
     const e = ends[i];
     const letter = line[s];
-    if (letter >= 127 || seen[letter] !== 0) {
+    if (letter >= 127 || seen[letter] === seenMark) {
       return { ok: false, error: "CLIENT_ERROR duplicate flag" };
     }
-    seen[letter] = 1;
+    seen[letter] = seenMark;
     const flag = String.fromCharCode(letter);
     switch (flag) {
       case "b": {

@@ -121,6 +121,11 @@ export class MemoryStore implements Store {
     return true;
   }
 
+  remove(key: Uint8Array): boolean {
+    this.#assertOpen();
+    return this.#records.delete(mapKey(key));
+  }
+
   count(): number {
     this.#assertOpen();
     return this.#records.size;

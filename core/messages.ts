@@ -34,6 +34,20 @@ export const ServerMethod = {
   Delete: 36,
   /** `[dbKey, ifClockTime]` → true (not modified), dbValue, or nil. */
   GetIfModified: 37,
+  /**
+   * kumo: a read-modify-write run atomically at the key's coordinator and replicated like a set.
+   * `[operation (MutateOperation), dbKey, dbValue, options]` where dbValue carries the new
+   * flags/expiry/data and options is a map `{cas?: bigint, delta?: bigint, initial?: dbValue,
+   * expireAt?: number, async?: boolean}` → `[status (MutateStatus), clockTime, dbValue | nil]`
+   * (the item after the operation: the new number for incr/decr, the item for get-and-touch),
+   * or nil when replication failed (the gateway retries).
+   */
+  Mutate: 38,
+  /**
+   * kumo: memcached flush_all on this server. `[delaySeconds]` → true. Every item stored before
+   * the flush time becomes invisible (removed); a later flush replaces a pending one.
+   */
+  Flush: 39,
   /** `[suffix]` → true; copies the store to `<store>-<suffix>`. From a manager. */
   CreateBackup: 96,
   /** `[statusCode]` → the value (see StatusCode). From kumostat/kumotop. */
@@ -86,6 +100,31 @@ export const SetOperation = {
   /** Replied after the coordinator's own write, without waiting for replicas (memcached noreply). */
   SetAsync: 1,
   Cas: 2,
+} as const;
+
+/** ServerMethod.Mutate operations. */
+export const MutateOperation = {
+  Add: 1,
+  Replace: 2,
+  Append: 3,
+  Prepend: 4,
+  Incr: 5,
+  Decr: 6,
+  Touch: 7,
+  GetAndTouch: 8,
+  /** A set with options (cas compare) — also used by plain set/cas from meta commands. */
+  Set: 9,
+  /** A delete that compares the cas unique first. */
+  Delete: 10,
+} as const;
+
+/** ServerMethod.Mutate outcome. */
+export const MutateStatus = {
+  Ok: 0,
+  NotStored: 1,
+  Exists: 2,
+  NotFound: 3,
+  NonNumeric: 4,
 } as const;
 
 /** Delete flags (ServerMethod.Delete's first parameter). */

@@ -38,6 +38,8 @@ export interface Store {
    * (tombstone garbage collection). Returns whether it removed.
    */
   removeTombstoneIfNotNewer(key: Uint8Array, clockTime: bigint): boolean;
+  /** Removes the record (live or tombstone) unconditionally — flush_all. Returns whether it existed. */
+  remove(key: Uint8Array): boolean;
   /** Number of stored records, tombstones included (kumostat `items`). */
   count(): number;
   /** Records (live and tombstones) whose hash is in [fromHash, toHash], in hash order. */

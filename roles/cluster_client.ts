@@ -11,10 +11,13 @@ import {
   DeleteFlag,
   GatewayMethod,
   ManagerMethod,
+  MutateOperation,
+  MutateStatus,
   ServerMethod,
   SetOperation,
 } from "../core/messages.ts";
 import { serverFor } from "../core/replica_targets.ts";
+import type { StoredRecord } from "../core/store.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { RpcError, RpcSession } from "./rpc.ts";
@@ -52,28 +55,83 @@ export type GetResult =
 
 export type StoreResult =
   | { readonly kind: "stored"; readonly cas: bigint }
+  /** add of an existing key; replace/append/prepend of a missing one. */
+  | { readonly kind: "not_stored" }
+  /** The cas unique did not match. */
   | { readonly kind: "exists" }
+  /** cas on a missing key. */
   | { readonly kind: "not_found" }
   | { readonly kind: "error"; readonly message: string };
 
 export type DeleteResult =
   | { readonly kind: "deleted" }
   | { readonly kind: "not_found" }
+  /** A delete with a cas unique that did not match. */
+  | { readonly kind: "exists" }
   | { readonly kind: "error"; readonly message: string };
+
+export type StoreMode = "set" | "add" | "replace" | "append" | "prepend";
 
 export interface StoreRequest {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
   readonly flags: number;
-  /** Absolute unix seconds, 0 = never. */
+  /** Absolute unix seconds, 0 = never (see core/expiry.ts absoluteExpiry). */
   readonly expireAt: number;
-  /** Present for cas: the unique the client read. */
+  /** Default "set". append/prepend keep the stored flags and expiry. */
+  readonly mode?: StoreMode;
+  /** Compare-and-swap: store only if the item's current cas unique equals this. */
   readonly casUnique?: bigint;
   /** Reply after the coordinator's own write (memcached noreply). */
   readonly async?: boolean;
 }
 
+export interface ArithmeticRequest {
+  readonly key: Uint8Array;
+  /** Unsigned 64-bit. incr wraps at 2^64; decr stops at 0 (memcached). */
+  readonly delta: bigint;
+  readonly decrement: boolean;
+  /** When the key is missing: create it with this value instead of answering not_found (meta N/J). */
+  readonly initial?: { readonly value: bigint; readonly flags: number; readonly expireAt: number };
+  /** Only if the item's cas unique equals this (meta C). */
+  readonly casUnique?: bigint;
+  /** Also set a new expiry (meta T); absent keeps the item's. */
+  readonly expireAt?: number;
+  readonly async?: boolean;
+}
+
+export type ArithmeticResult =
+  | {
+    readonly kind: "value";
+    readonly value: bigint;
+    readonly cas: bigint;
+    readonly flags: number;
+    readonly expireAt: number;
+  }
+  | { readonly kind: "not_found" }
+  | { readonly kind: "exists" }
+  /** The stored value is not a decimal number (memcached: CLIENT_ERROR cannot increment or decrement non-numeric value). */
+  | { readonly kind: "non_numeric" }
+  | { readonly kind: "error"; readonly message: string };
+
+export type TouchResult =
+  | { readonly kind: "touched"; readonly cas: bigint }
+  | { readonly kind: "not_found" }
+  | { readonly kind: "error"; readonly message: string };
+
+export type FlushResult = { readonly kind: "ok" } | {
+  readonly kind: "error";
+  readonly message: string;
+};
+
 const READ_ATTEMPTS_PER_ROUND = 3;
+
+const STORE_MODE_OPERATION: Record<Exclude<StoreMode, "set">, number> = {
+  add: MutateOperation.Add,
+  replace: MutateOperation.Replace,
+  append: MutateOperation.Append,
+  prepend: MutateOperation.Prepend,
+};
 
 export class ClusterClient {
   writeHashSpace: HashSpace = HashSpace.empty();
@@ -265,6 +323,26 @@ export class ClusterClient {
   }
 
   async set(request: StoreRequest): Promise<StoreResult> {
+    const mode = request.mode ?? "set";
+    if (mode !== "set") {
+      const reply = await this.#mutate(request.key, STORE_MODE_OPERATION[mode], request, {
+        cas: request.casUnique,
+        async: request.async,
+      });
+      if (reply.kind === "error") return reply;
+      switch (reply.status) {
+        case MutateStatus.Ok:
+          return { kind: "stored", cas: reply.clockTime };
+        case MutateStatus.NotStored:
+          return { kind: "not_stored" };
+        case MutateStatus.Exists:
+          return { kind: "exists" };
+        case MutateStatus.NotFound:
+          return { kind: "not_found" };
+        default:
+          return { kind: "error", message: `unexpected status ${reply.status}` };
+      }
+    }
     const dbKey = this.#dbKey(request.key);
     const operation = request.casUnique !== undefined
       ? SetOperation.Cas
@@ -290,7 +368,19 @@ export class ClusterClient {
     return { kind: "error", message: `unexpected reply ${String(reply.value)}` };
   }
 
-  async delete(key: Uint8Array, options: { async?: boolean } = {}): Promise<DeleteResult> {
+  async delete(
+    key: Uint8Array,
+    options: { async?: boolean; casUnique?: bigint } = {},
+  ): Promise<DeleteResult> {
+    if (options.casUnique !== undefined) {
+      const reply = await this.#mutate(key, MutateOperation.Delete, undefined, {
+        cas: options.casUnique,
+        async: options.async,
+      });
+      if (reply.kind === "error") return reply;
+      if (reply.status === MutateStatus.Ok) return { kind: "deleted" };
+      return reply.status === MutateStatus.Exists ? { kind: "exists" } : { kind: "not_found" };
+    }
     const dbKey = this.#dbKey(key);
     const flags = options.async || this.#settings.asyncDelete ? DeleteFlag.Async : 0;
     const reply = await this.#callCoordinator(
@@ -301,6 +391,138 @@ export class ClusterClient {
     );
     if (reply.kind === "error") return reply;
     return reply.value === true ? { kind: "deleted" } : { kind: "not_found" };
+  }
+
+  /** incr/decr at the key's coordinator (atomic there). */
+  async arithmetic(request: ArithmeticRequest): Promise<ArithmeticResult> {
+    const initial = request.initial && encodeDbValue({
+      clockTime: 0n,
+      flags: request.initial.flags,
+      expireAt: request.initial.expireAt,
+      value: new TextEncoder().encode(String(request.initial.value)),
+    });
+    const reply = await this.#mutate(
+      request.key,
+      request.decrement ? MutateOperation.Decr : MutateOperation.Incr,
+      undefined,
+      {
+        delta: request.delta,
+        initial,
+        cas: request.casUnique,
+        expireAt: request.expireAt,
+        async: request.async,
+      },
+    );
+    if (reply.kind === "error") return reply;
+    switch (reply.status) {
+      case MutateStatus.Ok: {
+        const record = reply.record;
+        if (!record || record.value === null) return { kind: "error", message: "no value" };
+        return {
+          kind: "value",
+          value: BigInt(new TextDecoder().decode(record.value).trim()),
+          cas: reply.clockTime,
+          flags: record.flags,
+          expireAt: record.expireAt,
+        };
+      }
+      case MutateStatus.NonNumeric:
+        return { kind: "non_numeric" };
+      case MutateStatus.Exists:
+        return { kind: "exists" };
+      default:
+        return { kind: "not_found" };
+    }
+  }
+
+  /** memcached touch: a new expiry for an existing item. */
+  async touch(
+    key: Uint8Array,
+    expireAt: number,
+    options: { async?: boolean } = {},
+  ): Promise<TouchResult> {
+    const reply = await this.#mutate(key, MutateOperation.Touch, undefined, {
+      expireAt,
+      async: options.async,
+    });
+    if (reply.kind === "error") return reply;
+    return reply.status === MutateStatus.Ok
+      ? { kind: "touched", cas: reply.clockTime }
+      : { kind: "not_found" };
+  }
+
+  /** memcached gat: the item with its expiry updated, in one atomic step. */
+  async getAndTouch(key: Uint8Array, expireAt: number): Promise<GetResult> {
+    const reply = await this.#mutate(key, MutateOperation.GetAndTouch, undefined, { expireAt });
+    if (reply.kind === "error") return reply;
+    const record = reply.record;
+    if (reply.status !== MutateStatus.Ok || !record || record.value === null) {
+      return { kind: "miss" };
+    }
+    return {
+      kind: "hit",
+      value: record.value,
+      flags: record.flags,
+      cas: reply.clockTime,
+      expireAt: record.expireAt,
+    };
+  }
+
+  /**
+   * memcached flush_all: every server in the rings drops the items stored before the flush
+   * time (now + delaySeconds). Fails if any server cannot be told.
+   */
+  async flushAll(delaySeconds: number): Promise<FlushResult> {
+    const servers = new Map<string, NodeAddress>();
+    for (const ring of [this.writeHashSpace, this.readHashSpace]) {
+      for (const node of ring.nodes) {
+        if (node.active) servers.set(formatAddress(node.address), node.address);
+      }
+    }
+    if (servers.size === 0) return { kind: "error", message: "no server" };
+    const results = await Promise.allSettled(
+      [...servers.values()].map((address) =>
+        this.#server(address).call(ServerMethod.Flush, [delaySeconds], this.#settings.rpcTimeoutMs)
+      ),
+    );
+    const failed = results.find((result) => result.status === "rejected");
+    return failed
+      ? { kind: "error", message: errorMessage((failed as PromiseRejectedResult).reason) }
+      : { kind: "ok" };
+  }
+
+  async #mutate(
+    key: Uint8Array,
+    operation: number,
+    item: { value: Uint8Array; flags: number; expireAt: number } | undefined,
+    options: Record<string, unknown>,
+  ): Promise<
+    | { kind: "ok"; status: number; clockTime: bigint; record?: StoredRecord }
+    | { kind: "error"; message: string }
+  > {
+    const dbKey = this.#dbKey(key);
+    const dbValue = encodeDbValue({
+      clockTime: 0n,
+      flags: item?.flags ?? 0,
+      expireAt: item?.expireAt ?? 0,
+      value: item?.value ?? new Uint8Array(),
+    });
+    const definedOptions = Object.fromEntries(
+      Object.entries(options).filter(([, value]) => value !== undefined),
+    );
+    const reply = await this.#callCoordinator(
+      dbKey,
+      ServerMethod.Mutate,
+      [operation, dbKey, dbValue, definedOptions],
+      this.#settings.setRetry,
+    );
+    if (reply.kind === "error") return reply;
+    const [status, clockTime, rawValue] = reply.value as [number, bigint, Uint8Array | null];
+    const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
+    const record = rawValue instanceof Uint8Array
+      ? decodeDbValue({ hash, key }, rawValue)
+      : undefined;
+    return { kind: "ok", status, clockTime: BigInt(clockTime ?? 0), record };
   }
 
   /**

@@ -6,12 +6,15 @@ import { formatAddress, type NodeAddress, sameAddress } from "../core/address.ts
 import { LamportClock } from "../core/clock_time.ts";
 import { type DbKey, decodeDbKey, decodeDbValue, encodeDbValue } from "../core/db_record.ts";
 import { isLive } from "../core/expiry.ts";
+import { decideMutation, type Item, type MutationOptions } from "../core/mutation.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import {
   ClusterRole,
   DeleteFlag,
   KUMO_VERSION,
   ManagerMethod,
+  MutateOperation,
+  MutateStatus,
   ReplaceFlag,
   ReplicateFlag,
   ServerMethod,
@@ -90,6 +93,7 @@ export class Server {
   #ringListeners = new Set<() => void>();
   #closed = false;
   #streamAccepting: Promise<void>;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
     settings: ServerSettings,
@@ -164,6 +168,7 @@ export class Server {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#keepaliveTimer);
+    clearTimeout(this.#flushTimer);
     this.#streamListener.close();
     await this.#streamAccepting;
     await Promise.all([...this.#managers, ...this.#peers.values()].map((s) => s.close()));
@@ -254,6 +259,10 @@ export class Server {
         return this.#set(params);
       case ServerMethod.Delete:
         return this.#delete(params);
+      case ServerMethod.Mutate:
+        return this.#mutate(params);
+      case ServerMethod.Flush:
+        return this.#flush(params);
       case ServerMethod.ReplicateSet:
         return this.#replicateSet(params);
       case ServerMethod.ReplicateDelete:
@@ -373,6 +382,93 @@ export class Server {
       return true;
     }
     return (await replication) ? true : null;
+  }
+
+  /**
+   * A read-modify-write (add/replace/append/prepend/incr/decr/touch/gat/cas/delete-with-cas):
+   * decided and written here with nothing in between, then replicated like a set.
+   */
+  async #mutate(params: unknown[]): Promise<[number, bigint, Uint8Array | null] | null> {
+    const [operation, rawKey, rawValue, rawOptions] = params;
+    const dbKey = this.#dbKey(rawKey);
+    const incoming = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
+    if (!incoming || incoming.value === null || typeof operation !== "number") {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed mutate request");
+    }
+    const options = mutationOptions(rawOptions, dbKey);
+    const targets = this.#coordinatorTargets(dbKey.hash);
+    if (operation === MutateOperation.Delete) this.counters.cmdDelete++;
+    else this.counters.cmdSet++;
+    const stored = this.store.get(dbKey.key);
+    let outcome;
+    try {
+      const item = { flags: incoming.flags, expireAt: incoming.expireAt, value: incoming.value };
+      outcome = decideMutation(operation, stored, item, options, this.#now());
+    } catch (error) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, errorText(error));
+    }
+    if (outcome.status !== MutateStatus.Ok) return [outcome.status, stored?.clockTime ?? 0n, null];
+    const clockTime = this.clock.next(this.#now());
+    const record: StoredRecord = {
+      key: copyBytes(dbKey.key),
+      hash: dbKey.hash,
+      clockTime,
+      flags: outcome.write.flags,
+      expireAt: outcome.write.expireAt,
+      value: outcome.write.value,
+    };
+    this.store.putIfNewer(record);
+    const replication = record.value === null
+      ? this.#replicate(
+        targets,
+        ServerMethod.ReplicateDelete,
+        (flags) => [this.clock.counter, flags, clockTime, rawKey],
+        this.#settings.replicateDeleteRetry,
+      )
+      : this.#replicate(
+        targets,
+        ServerMethod.ReplicateSet,
+        (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
+        this.#settings.replicateSetRetry,
+      );
+    await this.store.commit();
+    const reply: [number, bigint, Uint8Array | null] = [
+      MutateStatus.Ok,
+      clockTime,
+      record.value === null ? null : encodeDbValue(record),
+    ];
+    if (options.async) {
+      replication.catch(() => {});
+      return reply;
+    }
+    return (await replication) ? reply : null;
+  }
+
+  /**
+   * memcached flush_all: every item stored before the flush time is removed. With a delay the
+   * flush runs then (a later flush_all replaces a pending one; a restart forgets it).
+   */
+  #flush(params: unknown[]): true {
+    const delaySeconds = typeof params[0] === "number" ? params[0] : 0;
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (delaySeconds <= 0) {
+      this.#removeLiveItems();
+    } else {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = undefined;
+        this.#removeLiveItems();
+      }, delaySeconds * 1000);
+    }
+    return true;
+  }
+
+  #removeLiveItems(): void {
+    const live: Uint8Array[] = [];
+    for (const record of this.store.scanHashRange(0n, UINT64_MAX)) {
+      if (record.value !== null) live.push(record.key);
+    }
+    for (const key of live) this.store.remove(key);
   }
 
   #coordinatorTargets(hash: bigint) {
@@ -525,6 +621,38 @@ export class Server {
       // listener closed
     }
   }
+}
+
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/** The options map of a Mutate request, validated. */
+function mutationOptions(raw: unknown, dbKey: DbKey): MutationOptions & { async?: boolean } {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== "object" || Array.isArray(raw) || raw instanceof Uint8Array) {
+    throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed mutate options");
+  }
+  const { cas, delta, initial, expireAt, async } = raw as Record<string, unknown>;
+  const bigintOrUndefined = (value: unknown) =>
+    typeof value === "bigint" ? value : typeof value === "number" ? BigInt(value) : undefined;
+  let initialItem: Item | undefined;
+  if (initial instanceof Uint8Array) {
+    const record = decodeDbValue(dbKey, initial);
+    if (!record || record.value === null) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed initial item");
+    }
+    initialItem = {
+      flags: record.flags,
+      expireAt: record.expireAt,
+      value: copyBytes(record.value),
+    };
+  }
+  return {
+    cas: bigintOrUndefined(cas),
+    delta: bigintOrUndefined(delta),
+    initial: initialItem,
+    expireAt: typeof expireAt === "number" ? expireAt : undefined,
+    async: async === true,
+  };
 }
 
 function tombstone(dbKey: DbKey, clockTime: bigint): StoredRecord {

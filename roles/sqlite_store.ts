@@ -305,6 +305,11 @@ export class SqliteStore implements Store {
     return true;
   }
 
+  remove(key: Uint8Array): boolean {
+    this.#beforeWrite();
+    return Number(this.#deleteStatement.run(key).changes) > 0;
+  }
+
   count(): number {
     const row = this.#countStatement.get() as { n: bigint };
     return Number(row.n);

@@ -9,73 +9,121 @@ import {
   type TextRequest,
 } from "../core/memcached_text.ts";
 import {
-  ascii,
   DELETED,
   END,
   ERROR,
   EXISTS,
+  NON_NUMERIC,
   NOT_FOUND,
+  NOT_STORED,
+  numberLine,
+  OK,
   serverError,
   STORED,
+  TOUCHED,
   valueLine,
   versionLine,
 } from "../core/memcached_text_reply.ts";
 import { KUMO_VERSION } from "../core/messages.ts";
-import type { ClusterClient, GetResult } from "./cluster_client.ts";
+import type { ClusterClient, GetResult, StoreMode } from "./cluster_client.ts";
 import type { FrontEndProtocol, Reply } from "./connection_loop.ts";
+import { GatewayStats } from "./gateway_stats.ts";
+import { executeMeta } from "./meta_protocol.ts";
 
 export interface TextProtocolSettings {
   maxItemBytes: number;
   nowSeconds: () => number;
+  /** Counters shown by `stats`; shared by every connection of one gateway. */
+  stats?: GatewayStats;
 }
-
-const OK_REPLY = ascii("OK\r\n");
 
 export function textProtocol(
   client: ClusterClient,
   settings: TextProtocolSettings,
 ): FrontEndProtocol<TextRequest> {
   const limits = { maxKeyBytes: MEMCACHED_MAX_KEY_BYTES, maxValueBytes: settings.maxItemBytes };
+  const stats = settings.stats ?? new GatewayStats(settings.nowSeconds);
+  const withStats = { ...settings, stats };
   return {
     parse: (buffer, offset) => parseTextRequest(buffer, offset, limits),
-    execute: (request) => execute(client, settings, request),
+    execute: (request) => execute(client, withStats, request),
   };
 }
 
 function execute(
   client: ClusterClient,
-  settings: TextProtocolSettings,
+  settings: Required<TextProtocolSettings>,
   request: TextRequest,
 ): Reply | Promise<Reply> {
+  const { stats } = settings;
   switch (request.command) {
     case "get":
     case "gets":
-      return get(client, request.keys, request.command === "gets");
+      return get(client, stats, request.keys, request.command === "gets", undefined);
+    case "gat":
+    case "gats": {
+      const expireAt = absoluteExpiry(request.exptime, settings.nowSeconds());
+      return get(client, stats, request.keys, request.command === "gats", expireAt);
+    }
     case "set":
-      return store(client, settings, request, undefined);
+    case "add":
+    case "replace":
+    case "append":
+    case "prepend":
+      return store(client, settings, request, request.command, undefined);
     case "cas":
-      return store(client, settings, request, request.casUnique);
+      return store(client, settings, request, "set", request.casUnique);
+    case "incr":
+    case "decr":
+      return arithmetic(
+        client,
+        stats,
+        request.key,
+        request.delta,
+        request.command,
+        request.noreply,
+      );
+    case "touch":
+      return touch(client, settings, request.key, request.exptime, request.noreply);
     case "delete":
-      return remove(client, request.key, request.noreply);
+      return remove(client, stats, request.key, request.noreply);
+    case "flush_all":
+      return flushAll(client, stats, request.delaySeconds, request.noreply);
+    case "stats":
+      return request.args.length === 0 ? stats.report() : ERROR;
     case "version":
       return versionLine(`kumo-${KUMO_VERSION}`);
     case "verbosity":
-      return request.noreply ? null : OK_REPLY;
+      return request.noreply ? null : OK;
     case "quit":
       return "close";
-    default:
-      // The rest of the protocol (add/replace/append/prepend/incr/decr/touch/gat/flush_all/
-      // stats/meta) needs atomic read-modify-write at the coordinator; not served yet.
-      return ERROR;
+    case "mg":
+    case "ms":
+    case "md":
+    case "ma":
+    case "mn":
+    case "me":
+      return executeMeta(client, settings, request);
   }
 }
 
 /**
- * get/gets: all keys are fetched in parallel; values are answered in request order. A failed
+ * get/gets/gat/gats: all keys are fetched in parallel and answered in request order. A failed
  * single-key get answers SERVER_ERROR; in a multi-get the failed key is left out (as kumofs).
  */
-async function get(client: ClusterClient, keys: Uint8Array[], withCas: boolean): Promise<Reply> {
-  const results: GetResult[] = await Promise.all(keys.map((key) => client.get(key)));
+async function get(
+  client: ClusterClient,
+  stats: GatewayStats,
+  keys: Uint8Array[],
+  withCas: boolean,
+  touchExpireAt: number | undefined,
+): Promise<Reply> {
+  const results: GetResult[] = await Promise.all(
+    keys.map((key) =>
+      touchExpireAt === undefined ? client.get(key) : client.getAndTouch(key, touchExpireAt)
+    ),
+  );
+  stats.countGets(results, touchExpireAt !== undefined);
   if (keys.length === 1 && results[0].kind === "error") return serverError("get failed");
   const parts: Uint8Array[] = [];
   let bytes = END.length;
@@ -86,33 +134,33 @@ async function get(client: ClusterClient, keys: Uint8Array[], withCas: boolean):
     bytes += line.length;
   });
   parts.push(END);
-  const out = new Uint8Array(bytes);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concat(parts, bytes);
 }
 
 async function store(
   client: ClusterClient,
-  settings: TextProtocolSettings,
+  settings: Required<TextProtocolSettings>,
   request: { key: Uint8Array; flags: number; exptime: number; value: Uint8Array; noreply: boolean },
+  mode: StoreMode,
   casUnique: bigint | undefined,
 ): Promise<Reply> {
+  settings.stats.cmdSet++;
   const result = await client.set({
     key: request.key,
     value: request.value,
     flags: request.flags,
     expireAt: absoluteExpiry(request.exptime, settings.nowSeconds()),
+    mode,
     casUnique,
-    async: request.noreply && casUnique === undefined,
+    async: request.noreply && mode === "set" && casUnique === undefined,
   });
+  if (casUnique !== undefined) settings.stats.countCas(result.kind);
   if (request.noreply) return null;
   switch (result.kind) {
     case "stored":
       return STORED;
+    case "not_stored":
+      return NOT_STORED;
     case "exists":
       return EXISTS;
     case "not_found":
@@ -122,15 +170,90 @@ async function store(
   }
 }
 
-async function remove(client: ClusterClient, key: Uint8Array, noreply: boolean): Promise<Reply> {
+async function arithmetic(
+  client: ClusterClient,
+  stats: GatewayStats,
+  key: Uint8Array,
+  delta: bigint,
+  command: "incr" | "decr",
+  noreply: boolean,
+): Promise<Reply> {
+  const result = await client.arithmetic({ key, delta, decrement: command === "decr" });
+  stats.countArithmetic(command, result.kind);
+  if (noreply) return null;
+  switch (result.kind) {
+    case "value":
+      return numberLine(result.value);
+    case "not_found":
+      return NOT_FOUND;
+    case "non_numeric":
+      return NON_NUMERIC;
+    case "exists":
+      return EXISTS;
+    case "error":
+      return serverError(`${command} failed`);
+  }
+}
+
+async function touch(
+  client: ClusterClient,
+  settings: Required<TextProtocolSettings>,
+  key: Uint8Array,
+  exptime: number,
+  noreply: boolean,
+): Promise<Reply> {
+  const result = await client.touch(key, absoluteExpiry(exptime, settings.nowSeconds()));
+  settings.stats.countTouch(result.kind);
+  if (noreply) return null;
+  switch (result.kind) {
+    case "touched":
+      return TOUCHED;
+    case "not_found":
+      return NOT_FOUND;
+    case "error":
+      return serverError("touch failed");
+  }
+}
+
+async function remove(
+  client: ClusterClient,
+  stats: GatewayStats,
+  key: Uint8Array,
+  noreply: boolean,
+): Promise<Reply> {
   const result = await client.delete(key, { async: noreply });
+  stats.countDelete(result.kind);
   if (noreply) return null;
   switch (result.kind) {
     case "deleted":
       return DELETED;
     case "not_found":
       return NOT_FOUND;
+    case "exists":
+      return EXISTS;
     case "error":
       return serverError("delete failed");
   }
+}
+
+async function flushAll(
+  client: ClusterClient,
+  stats: GatewayStats,
+  delaySeconds: number,
+  noreply: boolean,
+): Promise<Reply> {
+  stats.cmdFlush++;
+  const result = await client.flushAll(Math.max(0, delaySeconds));
+  if (noreply) return null;
+  return result.kind === "ok" ? OK : serverError(`flush_all failed: ${result.message}`);
+}
+
+export function concat(parts: Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }

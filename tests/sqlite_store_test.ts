@@ -28,6 +28,9 @@ class TempDirStore implements Store {
   removeTombstoneIfNotNewer(key: Uint8Array, clockTime: bigint) {
     return this.inner.removeTombstoneIfNotNewer(key, clockTime);
   }
+  remove(key: Uint8Array) {
+    return this.inner.remove(key);
+  }
   count() {
     return this.inner.count();
   }
@@ -218,23 +221,36 @@ Deno.test("SqliteStore: unopenable paths give an error naming the path and the r
   });
 });
 
-Deno.test({
-  name: "SqliteStore: a directory without write permission gives a clear error",
-  ignore: Deno.uid() === 0, // root ignores file modes
-  fn: async () => {
-    await withTempDir(async (dir) => {
-      await Deno.chmod(dir, 0o500);
-      try {
-        const path = `${dir}/store.db`;
-        assert.throws(
-          () => SqliteStore.open(path),
-          (error: Error) => error.message.includes(`"${path}"`) && /denied/i.test(error.message),
-        );
-      } finally {
-        await Deno.chmod(dir, 0o700);
-      }
-    });
-  },
+Deno.test("SqliteStore: a place where no file can be created gives a clear error", async () => {
+  // Root ignores file modes, so the checks that must hold for everyone (CI runs as root) use
+  // places nobody can create files in: under a regular file, and under /proc.
+  await withTempDir(async (dir) => {
+    const regularFile = `${dir}/regular-file`;
+    await Deno.writeTextFile(regularFile, "not a directory");
+    const underFile = `${regularFile}/store.db`;
+    assert.throws(
+      () => SqliteStore.open(underFile),
+      (error: Error) =>
+        error.message.includes(`"${underFile}"`) && /Not a directory/.test(error.message),
+    );
+    const underProc = "/proc/kumo/store.db";
+    assert.throws(
+      () => SqliteStore.open(underProc),
+      (error: Error) =>
+        error.message.includes(`"${underProc}"`) && /access|denied/i.test(error.message),
+    );
+    if (Deno.uid() === 0) return; // root could write below: the mode check means nothing
+    await Deno.chmod(dir, 0o500);
+    try {
+      const path = `${dir}/store.db`;
+      assert.throws(
+        () => SqliteStore.open(path),
+        (error: Error) => error.message.includes(`"${path}"`) && /denied/i.test(error.message),
+      );
+    } finally {
+      await Deno.chmod(dir, 0o700);
+    }
+  });
 });
 
 Deno.test("SqliteStore: a file of another schema version is refused", async () => {

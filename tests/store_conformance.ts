@@ -64,6 +64,16 @@ export function storeConformance(
 
   const t100 = (counter: number) => makeClockTime(1_700_000_100, counter);
 
+  storeTest("remove deletes live records and tombstones, and says whether one existed", (store) => {
+    store.put(record("live", t100(1), "v"));
+    store.put(record("dead", t100(2), null));
+    assert.equal(store.remove(bytes("live")), true);
+    assert.equal(store.remove(bytes("dead")), true);
+    assert.equal(store.remove(bytes("never")), false);
+    assert.equal(store.get(bytes("live")), undefined);
+    assert.equal(store.count(), 0);
+  });
+
   storeTest("get of a missing key is undefined", (store) => {
     assert.equal(store.get(bytes("nope")), undefined);
     assert.equal(store.count(), 0);

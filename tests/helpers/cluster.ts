@@ -40,21 +40,28 @@ export class TestCluster {
   readonly servers: Server[] = [];
   readonly gateways: Gateway[] = [];
   readonly dataDir: string;
+  /** The wall clock every role of this cluster reads (tests may replace it to drive time). */
+  readonly nowSeconds: () => number;
   #storeCount = 0;
 
-  private constructor(manager: Manager, dataDir: string) {
+  private constructor(manager: Manager, dataDir: string, nowSeconds: () => number) {
     this.manager = manager;
     this.dataDir = dataDir;
+    this.nowSeconds = nowSeconds;
   }
 
-  static async start(options: { servers?: number; attach?: boolean } = {}): Promise<TestCluster> {
+  static async start(
+    options: { servers?: number; attach?: boolean; nowSeconds?: () => number } = {},
+  ): Promise<TestCluster> {
     const dataDir = await Deno.makeTempDir({ prefix: "kumo-cluster-" });
+    const nowSeconds = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     const manager = Manager.start({
       listen: { host: LOCALHOST, port: 0 },
       ...FAST,
       logger: silentLogger(),
+      nowSeconds,
     });
-    const cluster = new TestCluster(manager, dataDir);
+    const cluster = new TestCluster(manager, dataDir, nowSeconds);
     for (let i = 0; i < (options.servers ?? 3); i++) cluster.startServer();
     await cluster.waitForNewcomers(options.servers ?? 3);
     if (options.attach ?? true) {
@@ -75,6 +82,7 @@ export class TestCluster {
       store: options.store,
       ...FAST,
       logger: silentLogger(),
+      nowSeconds: this.nowSeconds,
     });
     this.servers.push(server);
     return server;
@@ -86,6 +94,7 @@ export class TestCluster {
       textListen: { host: LOCALHOST, port: 0 },
       ...FAST,
       retryDelayMs: 200,
+      nowSeconds: this.nowSeconds,
       ...settings,
     });
     this.gateways.push(gateway);
@@ -190,6 +199,31 @@ export class TextClient {
       const grown = new Uint8Array(this.#buffer.length + count);
       grown.set(this.#buffer);
       grown.set(chunk.subarray(0, count), this.#buffer.length);
+      this.#buffer = grown;
+    }
+  }
+
+  /** Reads exactly `count` CRLF-terminated lines (pipelined replies), keeping any rest buffered. */
+  async readLines(count: number, timeoutMs = 15_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    const chunk = new Uint8Array(64 * 1024);
+    for (;;) {
+      const text = new TextDecoder().decode(this.#buffer);
+      const lines = text.split("\r\n");
+      if (lines.length > count) {
+        const taken = lines.slice(0, count);
+        const used = new TextEncoder().encode(taken.join("\r\n") + "\r\n").length;
+        this.#buffer = this.#buffer.slice(used);
+        return taken;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`fewer than ${count} lines; got ${JSON.stringify(text)}`);
+      }
+      const read = await this.#connection.read(chunk);
+      if (read === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
+      const grown = new Uint8Array(this.#buffer.length + read);
+      grown.set(this.#buffer);
+      grown.set(chunk.subarray(0, read), this.#buffer.length);
       this.#buffer = grown;
     }
   }

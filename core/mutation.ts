@@ -122,20 +122,25 @@ function arithmetic(
 }
 
 /**
- * The stored number: decimal digits, optionally followed by spaces (memcached pads a shrinking
- * counter with spaces and accepts them back). Anything else is not a number.
+ * The stored number as memcached's `strtoull` reads it: optional leading whitespace and `+`,
+ * decimal digits, then nothing or whitespace (memcached pads a shrinking counter with spaces).
+ * Anything else, or more than 64 bits, is not a number.
  */
 export function parseCounter(value: Uint8Array): bigint | undefined {
-  let end = value.length;
-  while (end > 0 && value[end - 1] === 0x20) end--;
-  if (end === 0 || end > MAX_DECIMAL_DIGITS) return undefined;
+  const isSpace = (byte: number) => byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+  let i = 0;
+  while (i < value.length && isSpace(value[i])) i++;
+  if (value[i] === 0x2b) i++;
+  const digitsStart = i;
   let number = 0n;
-  for (let i = 0; i < end; i++) {
-    const digit = value[i] - 0x30;
-    if (digit < 0 || digit > 9) return undefined;
-    number = number * 10n + BigInt(digit);
+  while (i < value.length && value[i] >= 0x30 && value[i] <= 0x39) {
+    number = number * 10n + BigInt(value[i] - 0x30);
+    i++;
   }
-  return number <= UINT64_MAX ? number : undefined;
+  const digits = i - digitsStart;
+  if (digits === 0 || digits > MAX_DECIMAL_DIGITS || number > UINT64_MAX) return undefined;
+  if (i < value.length && !isSpace(value[i])) return undefined;
+  return number;
 }
 
 /**

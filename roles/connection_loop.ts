@@ -4,6 +4,10 @@
  * Performance habits (architecture §6): one reusable read buffer per connection; every complete
  * request in a read chunk is parsed and started at once (pipelining); replies are written in
  * request order, and all replies that are ready are coalesced into ONE write.
+ *
+ * kumofs' "cloudy" port answers in completion order instead (its clients match replies by
+ * opaque): `replyOrder: "completion"` writes each reply as soon as it is ready, still coalescing
+ * whatever is ready into one write.
  */
 
 export type ParseStep<Request> =
@@ -31,6 +35,21 @@ export interface ConnectionLimits {
   readonly maxRequestBytes: number;
   /** Reading pauses while this many replies are still pending (a client that never reads). */
   readonly maxPendingReplies: number;
+  /** "request" (default): replies in request order; "completion": as each one is ready. */
+  readonly replyOrder?: "request" | "completion";
+}
+
+/** Where replies wait until they are written. */
+interface ReplyQueue {
+  /** Set once a "close" reply is queued or a write failed: stop reading. */
+  readonly closing: boolean;
+  push(reply: Reply | Promise<Reply>): void;
+  /** Starts writing whatever may be written now. */
+  flush(): void;
+  /** Resolves while fewer than the limit of replies are pending. */
+  roomToRead(): Promise<void>;
+  /** Waits until every queued reply (up to a close) is written or the client is gone. */
+  drain(): Promise<void>;
 }
 
 const INITIAL_BUFFER_BYTES = 64 * 1024;
@@ -42,7 +61,9 @@ export async function serveConnection<Request>(
   protocol: FrontEndProtocol<Request>,
   limits: ConnectionLimits,
 ): Promise<void> {
-  const replies = new OrderedReplies(connection, limits.maxPendingReplies);
+  const replies: ReplyQueue = limits.replyOrder === "completion"
+    ? new CompletionOrderReplies(connection, limits.maxPendingReplies)
+    : new OrderedReplies(connection, limits.maxPendingReplies);
   let buffer = new Uint8Array(INITIAL_BUFFER_BYTES);
   let start = 0, end = 0;
   /** Bytes of a rejected request still to be dropped, never buffered whole. */
@@ -117,7 +138,7 @@ interface Slot {
 }
 
 /** Replies in request order, each batch of ready replies written with one write. */
-class OrderedReplies {
+class OrderedReplies implements ReplyQueue {
   closing = false;
   #queue: Slot[] = [];
   #head = 0;
@@ -223,6 +244,107 @@ class OrderedReplies {
       const done = this.#failed || this.#head >= this.#queue.length ||
         this.#queue[this.#head].reply === "close" && this.#queue[this.#head].ready;
       if (done) return;
+      await new Promise<void>((resolve) => this.#settleWaiter = resolve);
+    }
+  }
+}
+
+/**
+ * Replies in the order they complete, each batch of ready replies written with one write. A
+ * "close" stops reading; the connection closes once every reply queued before it is written.
+ */
+class CompletionOrderReplies implements ReplyQueue {
+  closing = false;
+  #ready: Uint8Array[] = [];
+  #readyBytes = 0;
+  /** Replies still being computed. */
+  #unsettled = 0;
+  #writing: Promise<void> | undefined;
+  #roomWaiter: (() => void) | undefined;
+  #settleWaiter: (() => void) | undefined;
+  #failed = false;
+
+  constructor(private readonly connection: Deno.Conn, private readonly maxPending: number) {}
+
+  push(reply: Reply | Promise<Reply>): void {
+    if (!(reply instanceof Promise)) {
+      this.#accept(reply);
+      return;
+    }
+    this.#unsettled++;
+    reply.then(
+      (value) => this.#settle(value),
+      () => this.#settle(encoder.encode("SERVER_ERROR internal error\r\n")),
+    );
+  }
+
+  #accept(reply: Reply): void {
+    if (reply === "close") {
+      this.closing = true;
+    } else if (reply !== null) {
+      this.#ready.push(reply);
+      this.#readyBytes += reply.length;
+    }
+  }
+
+  #settle(reply: Reply): void {
+    this.#unsettled--;
+    this.#accept(reply);
+    this.flush();
+    const wake = this.#settleWaiter;
+    this.#settleWaiter = undefined;
+    wake?.();
+  }
+
+  flush(): void {
+    if (this.#writing || this.#failed) return;
+    const chunks = this.#ready, bytes = this.#readyBytes;
+    this.#ready = [];
+    this.#readyBytes = 0;
+    this.#wakeReader();
+    if (bytes === 0) return;
+    this.#writing = this.#write(concat(chunks, bytes)).finally(() => {
+      this.#writing = undefined;
+      this.flush();
+    });
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    try {
+      for (let offset = 0; offset < bytes.length;) {
+        offset += await this.connection.write(bytes.subarray(offset));
+      }
+    } catch {
+      this.#failed = true;
+      this.closing = true;
+    }
+  }
+
+  #pending(): number {
+    return this.#unsettled + this.#ready.length;
+  }
+
+  roomToRead(): Promise<void> {
+    if (this.#pending() < this.maxPending) return Promise.resolve();
+    return new Promise((resolve) => this.#roomWaiter = resolve);
+  }
+
+  #wakeReader(): void {
+    if (this.#roomWaiter && this.#pending() < this.maxPending) {
+      const wake = this.#roomWaiter;
+      this.#roomWaiter = undefined;
+      wake();
+    }
+  }
+
+  async drain(): Promise<void> {
+    for (;;) {
+      this.flush();
+      if (this.#writing) {
+        await this.#writing;
+        continue;
+      }
+      if (this.#failed || this.#pending() === 0) return;
       await new Promise<void>((resolve) => this.#settleWaiter = resolve);
     }
   }

@@ -1,11 +1,15 @@
 /**
  * kumo-gateway: the memcached front end (reference §10). Clients speak the memcached text
- * protocol on `-t`; each request is routed by the rings to the key's servers (roles/cluster_client.ts).
+ * protocol on `-t`, the binary protocol on `-b` and kumofs' "cloudy" binary protocol (replies in
+ * completion order) on `-c`; each request is routed by the rings to the key's servers
+ * (roles/cluster_client.ts).
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
 import { parseGatewayOptions } from "../core/daemon_options.ts";
+import { binaryProtocol } from "./binary_protocol.ts";
+import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
-import { serveConnection } from "./connection_loop.ts";
+import { type ConnectionLimits, serveConnection } from "./connection_loop.ts";
 import { listenError, runDaemon } from "./daemon.ts";
 import { resolveAddress } from "./resolve.ts";
 import { textProtocol } from "./text_protocol.ts";
@@ -14,6 +18,10 @@ import { withoutTaskSeparator } from "../core/command_line.ts";
 export interface GatewaySettings extends ClusterClientSettings {
   /** memcached text protocol listen address (port 0 = any free port). */
   textListen?: NodeAddress;
+  /** memcached binary protocol listen address (`-b`). */
+  binaryListen?: NodeAddress;
+  /** kumofs' cloudy protocol listen address (`-c`): binary, replies in completion order. */
+  cloudyListen?: NodeAddress;
   /** Largest value accepted (memcached -I), default 1 MiB. */
   maxItemBytes?: number;
   /** Injected wall clock (unix seconds) for expiry conversions. */
@@ -29,48 +37,69 @@ export class Gateway {
   readonly client: ClusterClient;
   /** The bound text port, when `-t` was given. */
   readonly textPort?: number;
+  /** The bound binary port, when `-b` was given. */
+  readonly binaryPort?: number;
+  /** The bound cloudy port, when `-c` was given. */
+  readonly cloudyPort?: number;
 
-  #textListener?: Deno.TcpListener;
+  #listeners: Listeners;
   #accepting: Promise<void>[] = [];
   #connections = new Map<Deno.Conn, Promise<void>>();
   #closed = false;
 
-  private constructor(client: ClusterClient, textListener?: Deno.TcpListener) {
+  private constructor(client: ClusterClient, listeners: Listeners) {
     this.client = client;
-    this.#textListener = textListener;
-    this.textPort = textListener ? (textListener.addr as Deno.NetAddr).port : undefined;
+    this.#listeners = listeners;
+    const portOf = (listener?: Deno.TcpListener) =>
+      listener ? (listener.addr as Deno.NetAddr).port : undefined;
+    this.textPort = portOf(listeners.text);
+    this.binaryPort = portOf(listeners.binary);
+    this.cloudyPort = portOf(listeners.cloudy);
   }
 
   static start(settings: GatewaySettings): Gateway {
-    let textListener: Deno.TcpListener | undefined;
-    if (settings.textListen) {
-      try {
-        textListener = Deno.listen({
-          hostname: settings.textListen.host,
-          port: settings.textListen.port,
-        });
-      } catch (error) {
-        throw listenError("-t (--memproto-text)", formatAddress(settings.textListen), error);
-      }
-    }
+    const listeners = listenAll(settings);
     const client = new ClusterClient(settings);
-    const gateway = new Gateway(client, textListener);
-    if (textListener) {
-      const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
-      const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
-      gateway.#accepting.push(
-        gateway.#accept(
-          textListener,
-          () => serveConnectionOf(textProtocol(client, { maxItemBytes, nowSeconds }), maxItemBytes),
-        ),
+    const gateway = new Gateway(client, listeners);
+    const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
+    const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    const protocolSettings = { maxItemBytes, nowSeconds };
+    const limits: ConnectionLimits = {
+      maxRequestBytes: maxItemBytes + REQUEST_HEADER_ALLOWANCE_BYTES,
+      maxPendingReplies: MAX_PENDING_REPLIES,
+    };
+    // One protocol object per connection: the cloudy one tracks the connection's requests.
+    if (listeners.text) {
+      gateway.#accept(
+        listeners.text,
+        (connection) => serveConnection(connection, textProtocol(client, protocolSettings), limits),
+      );
+    }
+    if (listeners.binary) {
+      gateway.#accept(
+        listeners.binary,
+        (connection) =>
+          serveConnection(connection, binaryProtocol(client, protocolSettings), limits),
+      );
+    }
+    if (listeners.cloudy) {
+      const cloudyLimits: ConnectionLimits = { ...limits, replyOrder: "completion" };
+      gateway.#accept(
+        listeners.cloudy,
+        (connection) =>
+          serveConnection(connection, cloudyProtocol(client, protocolSettings), cloudyLimits),
       );
     }
     return gateway;
   }
 
-  async #accept(
+  #accept(listener: Deno.TcpListener, serve: (connection: Deno.Conn) => Promise<void>): void {
+    this.#accepting.push(this.#acceptLoop(listener, serve));
+  }
+
+  async #acceptLoop(
     listener: Deno.Listener,
-    serverFor: () => (connection: Deno.Conn) => Promise<void>,
+    serve: (connection: Deno.Conn) => Promise<void>,
   ): Promise<void> {
     try {
       for await (const connection of listener) {
@@ -79,7 +108,7 @@ export class Gateway {
           break;
         }
         (connection as Deno.TcpConn).setNoDelay(true);
-        const serving = serverFor()(connection)
+        const serving = serve(connection)
           .catch(() => {})
           .finally(() => this.#connections.delete(connection));
         this.#connections.set(connection, serving);
@@ -92,7 +121,7 @@ export class Gateway {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#textListener?.close();
+    for (const listener of Object.values(this.#listeners)) listener?.close();
     await Promise.all(this.#accepting);
     for (const connection of this.#connections.keys()) {
       try {
@@ -110,15 +139,30 @@ export class Gateway {
   }
 }
 
-function serveConnectionOf<Request>(
-  protocol: Parameters<typeof serveConnection<Request>>[1],
-  maxItemBytes: number,
-): (connection: Deno.Conn) => Promise<void> {
-  return (connection) =>
-    serveConnection(connection, protocol, {
-      maxRequestBytes: maxItemBytes + REQUEST_HEADER_ALLOWANCE_BYTES,
-      maxPendingReplies: MAX_PENDING_REPLIES,
-    });
+interface Listeners {
+  text?: Deno.TcpListener;
+  binary?: Deno.TcpListener;
+  cloudy?: Deno.TcpListener;
+}
+
+/** Binds every requested port, or none: a failure closes the ones already bound. */
+function listenAll(settings: GatewaySettings): Listeners {
+  const listeners: Listeners = {};
+  const wanted: [keyof Listeners, string, NodeAddress | undefined][] = [
+    ["text", "-t (--memproto-text)", settings.textListen],
+    ["binary", "-b (--memproto-binary)", settings.binaryListen],
+    ["cloudy", "-c (--cloudy)", settings.cloudyListen],
+  ];
+  for (const [name, flag, address] of wanted) {
+    if (!address) continue;
+    try {
+      listeners[name] = Deno.listen({ hostname: address.host, port: address.port });
+    } catch (error) {
+      for (const listener of Object.values(listeners)) listener?.close();
+      throw listenError(flag, formatAddress(address), error);
+    }
+  }
+  return listeners;
 }
 
 /** `kumo-gateway` command line (reference §1.4); resolves to the exit code. */
@@ -128,9 +172,13 @@ export function main(argv: string[]): Promise<number> {
       [config.manager1, config.manager2].filter((m): m is NodeAddress => !!m).map(resolveAddress),
     );
     const textListen = config.textListen && await resolveAddress(config.textListen);
+    const binaryListen = config.binaryListen && await resolveAddress(config.binaryListen);
+    const cloudyListen = config.cloudyListen && await resolveAddress(config.cloudyListen);
     const gateway = Gateway.start({
       managers,
       textListen,
+      binaryListen,
+      cloudyListen,
       maxItemBytes: config.maxItemBytes,
       getRetry: config.getRetryLimit,
       setRetry: config.setRetryLimit,
@@ -145,6 +193,12 @@ export function main(argv: string[]): Promise<number> {
     });
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);
+    }
+    if (gateway.binaryPort !== undefined) {
+      logger.info(`memcached binary protocol on port ${gateway.binaryPort}`);
+    }
+    if (gateway.cloudyPort !== undefined) {
+      logger.info(`cloudy protocol on port ${gateway.cloudyPort}`);
     }
     return gateway;
   });

@@ -116,5 +116,9 @@ Deno.test("parseCounter and counterBytes round-trip every uint64 (property)", ()
   );
   assert.equal(parseCounter(text("")), undefined);
   assert.equal(parseCounter(text("18446744073709551616")), undefined);
-  assert.equal(parseCounter(text(" 1")), undefined);
+  assert.equal(parseCounter(text(" 12")), 12n);
+  assert.equal(parseCounter(text("+12")), 12n);
+  assert.equal(parseCounter(text("\t5")), 5n);
+  assert.equal(parseCounter(text("-12")), undefined);
+  assert.equal(parseCounter(text("12a")), undefined);
 });

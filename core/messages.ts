@@ -12,11 +12,19 @@ export const ServerMethod = {
   KeepAlive: 0,
   /** `[writeSeed, readSeed, adjustClock]` → true if anything was adopted, else nil. From a manager. */
   HashSpaceSync: 2,
-  /** `[newWriteSeed, adjustClock, full]` → true; the copy runs in the background. */
+  /**
+   * `[newWriteSeed, adjustClock, full, replaceTime, readSeed]` → true; the copy runs in the
+   * background and ends with ReplaceCopyEnd to the sending manager. kumo adds `replaceTime` (the
+   * manager's id of this replace) and `readSeed` (the ring with complete data, so every server
+   * plans from the same old ring).
+   */
   ReplaceCopyStart: 8,
-  /** `[seed, adjustClock]` → true; the delete phase runs in the background. */
+  /** `[writeSeed, adjustClock, replaceTime]` → true; the delete phase runs in the background. */
   ReplaceDeleteStart: 9,
-  /** `[streamAddress]` → never replied; the receiver pulls from the sender's stream port. */
+  /**
+   * `[]` → the receiver's stream port. kumo pushes instead of kumofs' pull: the sender then
+   * connects to that port and sends ReplacePush batches (bulk data off the cluster connection).
+   */
   ReplaceOffer: 16,
   /** `[adjustClock, flags, dbKey, dbValue]` → bool (written, or ignored as older). Coordinator → replica. */
   ReplicateSet: 32,
@@ -56,6 +64,15 @@ export const ServerMethod = {
   SetConfig: 98,
 } as const;
 
+/** Methods handled on a server's stream port (`-L`, default 19900): bulk replace transfer. */
+export const StreamMethod = {
+  /**
+   * `[records: [dbKey, dbValue][]]` → number of records written. Each record (live or
+   * tombstone) is applied newer-wins; records of keys the receiver does not own are skipped.
+   */
+  ReplacePush: 17,
+} as const;
+
 /** Methods handled by a manager (default port 19700). */
 export const ManagerMethod = {
   /** `[adjustClock]` → nil. From a server or the partner. */
@@ -68,13 +85,20 @@ export const ManagerMethod = {
   WHashSpaceRequest: 4,
   /** `[]` → readSeed. From a server. */
   RHashSpaceRequest: 5,
-  /** `[replaceTime, adjustClock]` → true. From a server. */
+  /**
+   * `[replaceTime, adjustClock, ok, movedRecords]` → true. From a server; `ok` false when a
+   * transfer failed after its retries (the manager then restarts the replace).
+   */
   ReplaceCopyEnd: 10,
   /** `[replaceTime, adjustClock]` → true. From a server. */
   ReplaceDeleteEnd: 11,
   /** `[writeSeed, adjustClock]` → true / nil. Partner only. */
   ReplaceElection: 12,
-  /** `[]` → `[writeSeed, [newcomerAddress (6 bytes)…]]`. kumoctl status. */
+  /**
+   * `[]` → `[writeSeed, [newcomerAddress (6 bytes)…], replaceProgress]`. kumoctl status.
+   * replaceProgress (kumo) is nil when idle, else `[phase ("copy"|"delete"), serversDone,
+   * serversTotal, recordsMoved, startedAtSeconds]`.
+   */
   GetNodesInfo: 99,
   /** `[replace: bool]` → nil. kumoctl attach / attach-noreplace. */
   AttachNewServers: 100,

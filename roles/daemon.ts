@@ -30,8 +30,8 @@ export async function runDaemon<Config extends { verbose: boolean; logPath?: str
     return 0;
   }
   if (parsed.kind === "error") {
-    // A usage problem (unknown flag, missing option) shows the usage; a bad value one line.
-    const showUsage = /unknown option|required|missing/i.test(parsed.message);
+    // An unknown flag shows the usage; every other problem is one line naming flag and value.
+    const showUsage = /unknown option|unexpected argument/i.test(parsed.message);
     printLine(Deno.stderr, showUsage ? `${parsed.message}\n\n${parsed.usage}` : parsed.message);
     return 1;
   }
@@ -71,10 +71,11 @@ function messageOf(error: unknown): string {
 
 /** Turns "address in use" into a line naming the flag and the value. */
 export function listenError(flag: string, value: string, error: unknown): Error {
-  const reason = error instanceof Deno.errors.AddrInUse
+  const text = messageOf(error);
+  const reason = error instanceof Deno.errors.AddrInUse || /address already in use/i.test(text)
     ? "address already in use"
-    : error instanceof Deno.errors.AddrNotAvailable
+    : error instanceof Deno.errors.AddrNotAvailable || /not available|cannot assign/i.test(text)
     ? "address not available on this host"
-    : messageOf(error);
+    : text;
   return new Error(`cannot listen on ${flag} ${value}: ${reason}`);
 }

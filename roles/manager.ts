@@ -1,24 +1,46 @@
 /**
- * kumo-manager: membership, fault detection and the rings (reference §8). Servers register by
- * connecting; `attach` puts the registered ("not attached") servers into the rings; a server
- * whose connection is lost and cannot be re-established is marked fault in both rings. Every
- * ring change is pushed to servers (HashSpaceSync) and gateways (HashSpacePush).
+ * kumo-manager: membership, fault detection, the rings and rebalancing (reference §8–9).
+ * Servers register by connecting; `attach` puts the registered ("not attached") servers into the
+ * write ring and starts a replace; a server whose connection is lost and cannot be
+ * re-established is marked fault in both rings. Every ring change is pushed to servers
+ * (HashSpaceSync), gateways (HashSpacePush) and the partner manager (HashSpaceSync).
+ *
+ * Departures from kumofs, on purpose:
+ * - A replace never stalls silently: one whose server is lost, whose transfer fails, or that
+ *   makes no progress for `replaceStallMs` is restarted by itself; progress is shown by kumoctl.
+ * - Of two partner managers only one drives replaces (the smaller address while both are up;
+ *   each on its own otherwise), so their replaces cannot supersede each other forever. The
+ *   other forwards `replace` requests to it.
  */
-import { formatAddress, type NodeAddress, sameAddress, serializeAddress } from "../core/address.ts";
+import {
+  compareAddresses,
+  formatAddress,
+  type NodeAddress,
+  sameAddress,
+  serializeAddress,
+} from "../core/address.ts";
+import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
+import { parseManagerOptions } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ClusterRole, GatewayMethod, ManagerMethod, ServerMethod } from "../core/messages.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
-import { parseManagerOptions } from "../core/daemon_options.ts";
 import { listenError, runDaemon } from "./daemon.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
-import { withoutTaskSeparator } from "../core/command_line.ts";
 
 export interface ManagerSettings {
   /** Identity and listen address (port 0 = any free port). */
   listen: NodeAddress;
+  /** The other manager of a pair (`-p`). */
+  partner?: NodeAddress;
+  /** `-a`: attach new and detach fault servers, then replace, without an operator. */
+  autoReplace?: boolean;
+  /** `-Rs`: how long membership must be quiet before an automatic replace. */
+  replaceDelayMs?: number;
+  /** A replace with no progress for this long is restarted. */
+  replaceStallMs?: number;
   keepaliveIntervalMs?: number;
   connectTimeoutMs?: number;
   connectRetryLimit?: number;
@@ -27,26 +49,52 @@ export interface ManagerSettings {
   nowSeconds?: () => number;
 }
 
+export type ReplacePhase = "idle" | "copy" | "delete";
+
+export interface ReplaceStatus {
+  readonly phase: ReplacePhase;
+  readonly serversDone: number;
+  readonly serversTotal: number;
+  readonly recordsMoved: number;
+  readonly full: boolean;
+}
+
 /** A registered server: our session to it (keepalive, ring pushes, loss detection). */
 interface ServerLink {
   readonly address: NodeAddress;
   readonly session: RpcSession;
 }
 
+interface ReplaceRun {
+  readonly replaceTime: bigint;
+  readonly full: boolean;
+  phase: "copy" | "delete";
+  readonly targets: string[];
+  remaining: Set<string>;
+  recordsMoved: number;
+  lastProgressMs: number;
+}
+
 export class Manager {
   readonly address: NodeAddress;
   readonly clock = new LamportClock();
-  writeHashSpace: HashSpace = HashSpace.fromSeed([[], 0n]);
-  readHashSpace: HashSpace = HashSpace.fromSeed([[], 0n]);
+  writeHashSpace: HashSpace = HashSpace.empty();
+  readHashSpace: HashSpace = HashSpace.empty();
   /** Connected servers that are not active members of the write ring ("not attached node"). */
   newServers: NodeAddress[] = [];
+  autoReplace: boolean;
 
   #listener: RpcListener;
   #servers = new Map<string, ServerLink>();
   /** Gateways and tools that asked for the rings and get every change pushed. */
   #subscribers = new Set<RpcConnection>();
+  #partner?: RpcSession;
+  #partnerUp = false;
+  #replace: ReplaceRun | undefined;
   #keepaliveTimer: ReturnType<typeof setInterval>;
-  #settings: Required<Omit<ManagerSettings, "listen" | "logger">>;
+  #pendingTimers = new Set<ReturnType<typeof setTimeout>>();
+  #autoGeneration = 0;
+  #settings: Required<Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace">>;
   #log: Logger;
   #changeListeners = new Set<() => void>();
   #closed = false;
@@ -55,14 +103,18 @@ export class Manager {
     this.#listener = listener;
     this.address = { host: settings.listen.host, port: listener.port };
     this.#log = settings.logger ?? silentLogger();
+    this.autoReplace = settings.autoReplace ?? false;
     this.#settings = {
+      replaceDelayMs: settings.replaceDelayMs ?? 4000,
+      replaceStallMs: settings.replaceStallMs ?? 60_000,
       keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
       connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
       connectRetryLimit: settings.connectRetryLimit ?? 4,
       rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
       nowSeconds: settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
     };
-    this.#keepaliveTimer = setInterval(() => this.#keepalive(), this.#settings.keepaliveIntervalMs);
+    this.#keepaliveTimer = setInterval(() => this.#tick(), this.#settings.keepaliveIntervalMs);
+    if (settings.partner) this.#connectPartner(settings.partner);
   }
 
   static start(settings: ManagerSettings): Manager {
@@ -90,17 +142,35 @@ export class Manager {
     this.#subscribers.delete(connection);
   }
 
-  /** Calls `listener` after every membership or ring change (tests wait on it). */
+  /** Calls `listener` after every membership, ring or replace-phase change (tests wait on it). */
   onChange(listener: () => void): () => void {
     this.#changeListeners.add(listener);
     return () => this.#changeListeners.delete(listener);
+  }
+
+  get replaceStatus(): ReplaceStatus {
+    const run = this.#replace;
+    if (!run) {
+      return { phase: "idle", serversDone: 0, serversTotal: 0, recordsMoved: 0, full: false };
+    }
+    return {
+      phase: run.phase,
+      serversDone: run.targets.length - run.remaining.size,
+      serversTotal: run.targets.length,
+      recordsMoved: run.recordsMoved,
+      full: run.full,
+    };
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#keepaliveTimer);
-    await Promise.all([...this.#servers.values()].map((link) => link.session.close()));
+    for (const timer of this.#pendingTimers) clearTimeout(timer);
+    await Promise.all([
+      ...[...this.#servers.values()].map((link) => link.session.close()),
+      this.#partner?.close(),
+    ]);
     await this.#listener.close();
   }
 
@@ -111,6 +181,11 @@ export class Manager {
   // ---- registration and loss ------------------------------------------------------------
 
   #onClusterInit(_connection: RpcConnection, address: NodeAddress, role: number): void {
+    if (role === ClusterRole.Manager) {
+      this.#log.info(`partner connected ${formatAddress(address)}`);
+      this.#syncPartner();
+      return;
+    }
     if (role !== ClusterRole.Server) return;
     this.#log.info(`new node ${formatAddress(address)}`);
     this.#registerServer(address);
@@ -124,6 +199,7 @@ export class Manager {
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
+        onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
         onConnected: (connection) => connection.sendClusterInit(this.address, ClusterRole.Manager),
         onLost: () => this.#lostServer(address),
       });
@@ -135,6 +211,7 @@ export class Manager {
       !this.newServers.some((a) => sameAddress(a, address))
     ) {
       this.newServers = [...this.newServers, address];
+      if (this.autoReplace) this.#scheduleAutoReplace();
     }
     if (this.writeHashSpace.isActive(address)) this.#syncServer(this.#servers.get(key)!);
     this.#changed();
@@ -150,38 +227,115 @@ export class Manager {
     this.#log.warn(`lost node ${key}`);
     this.newServers = this.newServers.filter((a) => !sameAddress(a, address));
     const clockTime = this.clock.next(this.#now());
-    let changed = false;
-    if (this.writeHashSpace.isActive(address)) {
-      this.writeHashSpace = this.writeHashSpace.fault(address, clockTime);
-      changed = true;
-    }
-    if (this.readHashSpace.isActive(address)) {
-      this.readHashSpace = this.readHashSpace.fault(address, clockTime);
-      changed = true;
-    }
+    const write = this.writeHashSpace.fault(address, clockTime);
+    const read = this.readHashSpace.fault(address, clockTime);
+    const changed = write !== this.writeHashSpace || read !== this.readHashSpace;
+    this.writeHashSpace = write;
+    this.readHashSpace = read;
     if (changed) this.#distributeRings();
+    const run = this.#replace;
+    if (run?.targets.includes(key)) {
+      if (run.phase === "copy") {
+        // Its share of the copy will never be reported: start over with the new rings.
+        this.#log.warn(`lost node ${key} during replace copy; restarting the replace`);
+        this.#restartReplace();
+      } else {
+        run.remaining.delete(key);
+        this.#checkDeleteFinished(run);
+      }
+    }
+    if (this.autoReplace) this.#scheduleAutoReplace();
     this.#changed();
   }
 
-  #keepalive(): void {
+  /** Keepalives (they also detect dead peers) and the replace watchdog. */
+  #tick(): void {
+    const params = [this.clock.increment()];
     for (const link of this.#servers.values()) {
-      link.session.call(
-        ServerMethod.KeepAlive,
-        [this.clock.increment()],
-        this.#settings.rpcTimeoutMs,
-      )
+      link.session.call(ServerMethod.KeepAlive, params, this.#settings.rpcTimeoutMs)
         .catch(() => {});
+    }
+    this.#partner?.call(ManagerMethod.KeepAlive, params, this.#settings.rpcTimeoutMs)
+      .catch(() => {});
+    const run = this.#replace;
+    if (run && Date.now() - run.lastProgressMs > this.#settings.replaceStallMs) {
+      this.#log.warn(`replace ${run.phase} phase made no progress; restarting the replace`);
+      this.#restartReplace();
     }
   }
 
-  // ---- attach / detach -------------------------------------------------------------------
+  // ---- partner ---------------------------------------------------------------------------
 
-  /**
-   * Adds every connected newcomer to the write ring (re-activating fault entries). With
-   * `replace`, the rings are then distributed; data movement between owners (replace) comes
-   * with the rebalancing work, so today attach is meant for servers that join with their data
-   * already in place or an empty cluster.
-   */
+  #connectPartner(partner: NodeAddress): void {
+    this.#partner = new RpcSession(partner, {
+      connectTimeoutMs: this.#settings.connectTimeoutMs,
+      connectRetryLimit: this.#settings.connectRetryLimit,
+      retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
+      onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
+      onConnected: (connection) => {
+        connection.sendClusterInit(this.address, ClusterRole.Manager);
+        this.#partnerUp = true;
+        this.#log.info(`partner connected ${formatAddress(partner)}`);
+        this.#syncPartner();
+      },
+      onDisconnected: () => this.#partnerUp = false,
+      onLost: () => {
+        this.#partnerUp = false;
+        this.#log.warn(`lost node ${formatAddress(partner)} (partner)`);
+        // Its replace, if it drove one, will not finish: take over.
+        if (!this.#replace && this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
+          this.#later(this.#settings.replaceDelayMs, () => {
+            if (!this.#replace && this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
+              this.startReplace(false);
+            }
+          });
+        }
+      },
+    });
+    // The first keepalive opens the connection.
+    this.#partner.call(ManagerMethod.KeepAlive, [this.clock.increment()]).catch(() => {});
+  }
+
+  /** This manager drives replaces unless its partner is up and has the smaller address. */
+  #drivesReplace(): boolean {
+    if (!this.#partner || !this.#partnerUp) return true;
+    return compareAddresses(this.address, this.#partner.address) < 0;
+  }
+
+  #syncPartner(): void {
+    this.#partner?.call(
+      ManagerMethod.HashSpaceSync,
+      [this.writeHashSpace.toSeed(), this.readHashSpace.toSeed(), this.clock.increment()],
+      this.#settings.rpcTimeoutMs,
+    ).catch(() => {});
+  }
+
+  /** HashSpaceSync from the partner: adopt rings that are not older than ours. */
+  #partnerSync(params: unknown[]): true | null {
+    if (typeof params[2] === "number") this.clock.update(params[2]);
+    const write = HashSpace.fromSeed(params[0], this.writeHashSpace);
+    const read = HashSpace.fromSeed(params[1], this.readHashSpace);
+    const newer = (own: HashSpace, seed: HashSpace) =>
+      !seed.isEmpty() && (own.isEmpty() || own.timestamp < seed.timestamp);
+    let adopted = false;
+    if (newer(this.writeHashSpace, write)) {
+      this.writeHashSpace = write;
+      adopted = true;
+    }
+    if (newer(this.readHashSpace, read)) {
+      this.readHashSpace = read;
+      adopted = true;
+    }
+    if (!adopted) return null;
+    this.newServers = this.newServers.filter((a) => !this.writeHashSpace.isActive(a));
+    this.#pushGateways();
+    this.#changed();
+    return true;
+  }
+
+  // ---- attach / detach / auto ------------------------------------------------------------
+
+  /** Adds every connected newcomer to the write ring (re-activating fault entries). */
   attachNewServers(replace: boolean): void {
     const clockTime = this.clock.next(this.#now());
     let ring = this.writeHashSpace;
@@ -192,30 +346,209 @@ export class Manager {
         : ring.add(address, clockTime);
     }
     this.newServers = [];
-    this.writeHashSpace = ring;
-    if (replace) this.#startReplace();
+    this.#setWriteHashSpace(ring);
+    if (replace) this.#requestReplace(false);
     this.#changed();
   }
 
   /** Removes fault servers from the write ring. */
   detachFaultServers(replace: boolean): void {
-    this.writeHashSpace = this.writeHashSpace.removeFaults(this.clock.next(this.#now()));
-    if (replace) this.#startReplace();
+    this.#setWriteHashSpace(this.writeHashSpace.removeFaults(this.clock.next(this.#now())));
+    if (replace) this.#requestReplace(false);
     this.#changed();
   }
 
-  /** Makes the read ring follow the write ring and distributes both. */
-  #startReplace(): void {
-    this.#log.info("start replace copy");
+  #setWriteHashSpace(ring: HashSpace): void {
+    if (ring === this.writeHashSpace) return;
+    this.writeHashSpace = ring;
+    this.#syncPartner();
+  }
+
+  /** kumoctl enable/disable-auto-replace: true (enabled now), false (disabled now), nil. */
+  setAutoReplace(enable: boolean): boolean | null {
+    if (enable === this.autoReplace) return null;
+    this.autoReplace = enable;
+    if (enable) {
+      this.attachNewServers(false);
+      this.detachFaultServers(false);
+    }
+    return enable;
+  }
+
+  /** Debounced: only the last trigger within `replaceDelayMs` runs. */
+  #scheduleAutoReplace(): void {
+    const generation = ++this.#autoGeneration;
+    this.#later(this.#settings.replaceDelayMs, () => {
+      if (generation !== this.#autoGeneration || !this.autoReplace) return;
+      if (!this.#drivesReplace()) return;
+      this.attachNewServers(false);
+      this.detachFaultServers(false);
+      this.startReplace(false);
+    });
+  }
+
+  #later(delayMs: number, action: () => void): void {
+    if (this.#closed) return;
+    const timer = setTimeout(() => {
+      this.#pendingTimers.delete(timer);
+      if (!this.#closed) action();
+    }, delayMs);
+    this.#pendingTimers.add(timer);
+  }
+
+  // ---- replace ---------------------------------------------------------------------------
+
+  /** A replace asked for here: run it, or hand it to the partner that drives replaces. */
+  #requestReplace(full: boolean): void {
+    if (this.#drivesReplace()) {
+      this.startReplace(full);
+      return;
+    }
+    this.#partner!.call(ManagerMethod.StartReplace, [full], this.#settings.rpcTimeoutMs)
+      .catch(() => this.startReplace(full));
+  }
+
+  /**
+   * Copy phase: every connected server gets the new write ring (and the read ring it is copied
+   * from); gateways now write with the new ring and read with the old one.
+   */
+  startReplace(full: boolean): void {
+    if (this.#closed) return;
+    if (this.writeHashSpace.isEmpty()) {
+      this.#log.warn("replace: the write ring has no active server; nothing to do");
+      return;
+    }
+    const replaceTime = this.clock.next(this.#now());
+    const targets = [...this.#servers.keys()];
+    this.#replace = {
+      replaceTime,
+      full,
+      phase: "copy",
+      targets,
+      remaining: new Set(targets),
+      recordsMoved: 0,
+      lastProgressMs: Date.now(),
+    };
+    this.#log.info(`start replace copy${full ? " (full)" : ""} to ${targets.length} servers`);
+    const params = [
+      this.writeHashSpace.toSeed(),
+      this.clock.increment(),
+      full,
+      replaceTime,
+      this.readHashSpace.toSeed(),
+    ];
+    for (const key of targets) {
+      this.#servers.get(key)!.session.call(
+        ServerMethod.ReplaceCopyStart,
+        params,
+        this.#settings.rpcTimeoutMs,
+      )
+        .catch(() => {
+          // An unreachable server is declared lost by its session, which restarts the replace.
+        });
+    }
+    this.#pushGateways();
+    this.#changed();
+    if (targets.length === 0) this.#finishCopy(this.#replace);
+  }
+
+  #restartReplace(): void {
+    const full = this.#replace?.full ?? false;
+    this.#replace = undefined;
+    // A short pause lets ring changes (the fault that caused this) settle first.
+    this.#later(Math.min(this.#settings.replaceDelayMs, 500), () => {
+      if (!this.#replace) this.startReplace(full);
+    });
+    this.#changed();
+  }
+
+  #copyEnd(params: unknown[], connection: RpcConnection): true {
+    const [replaceTime, adjustClock, ok, moved] = params;
+    if (typeof adjustClock === "number") this.clock.update(adjustClock);
+    const run = this.#replace;
+    const server = connection.clusterPeer?.address;
+    if (!run || run.phase !== "copy" || replaceTime !== run.replaceTime || !server) return true;
+    if (ok === false) {
+      this.#log.warn(`replace copy from ${formatAddress(server)} failed; restarting the replace`);
+      this.#restartReplace();
+      return true;
+    }
+    run.remaining.delete(formatAddress(server));
+    run.recordsMoved += typeof moved === "number" ? moved : 0;
+    run.lastProgressMs = Date.now();
+    this.#changed();
+    if (run.remaining.size === 0) this.#finishCopy(run);
+    return true;
+  }
+
+  /** Every server copied: reads switch to the new ring and servers drop what they no longer own. */
+  #finishCopy(run: ReplaceRun): void {
+    run.phase = "delete";
+    run.remaining = new Set(run.targets.filter((key) => this.#servers.has(key)));
+    run.lastProgressMs = Date.now();
     this.readHashSpace = this.writeHashSpace;
-    this.#distributeRings();
-    this.#log.info("replace finished");
+    const params = [this.writeHashSpace.toSeed(), this.clock.increment(), run.replaceTime];
+    for (const key of run.remaining) {
+      this.#servers.get(key)!.session.call(
+        ServerMethod.ReplaceDeleteStart,
+        params,
+        this.#settings.rpcTimeoutMs,
+      )
+        .catch(() => {});
+    }
+    this.#pushGateways();
+    this.#syncPartner();
+    this.#changed();
+    this.#checkDeleteFinished(run);
+  }
+
+  #deleteEnd(params: unknown[], connection: RpcConnection): true {
+    const [replaceTime, adjustClock] = params;
+    if (typeof adjustClock === "number") this.clock.update(adjustClock);
+    const run = this.#replace;
+    const server = connection.clusterPeer?.address;
+    if (!run || run.phase !== "delete" || replaceTime !== run.replaceTime || !server) return true;
+    run.remaining.delete(formatAddress(server));
+    run.lastProgressMs = Date.now();
+    this.#checkDeleteFinished(run);
+    return true;
+  }
+
+  #checkDeleteFinished(run: ReplaceRun): void {
+    if (run.remaining.size > 0 || this.#replace !== run) return;
+    this.#replace = undefined;
+    this.#log.info(`replace finished: ${run.recordsMoved} records moved`);
+    this.#changed();
+  }
+
+  // ---- backup ----------------------------------------------------------------------------
+
+  /** Every connected server copies its store to `<store>-<suffix>`; failures are logged. */
+  #createBackup(params: unknown[]): null {
+    const [suffix] = params;
+    if (typeof suffix !== "string" || suffix.length === 0) {
+      throw new RpcError(RpcErrorCode.SERVER_ERROR, "empty suffix");
+    }
+    for (const link of this.#servers.values()) {
+      link.session.call(ServerMethod.CreateBackup, [suffix], this.#settings.rpcTimeoutMs * 6)
+        .then(
+          () => this.#log.info(`backup ${suffix} done on ${formatAddress(link.address)}`),
+          (error) =>
+            this.#log.warn(`backup ${suffix} failed on ${formatAddress(link.address)}: ${error}`),
+        );
+    }
+    return null;
   }
 
   // ---- distribution ----------------------------------------------------------------------
 
   #distributeRings(): void {
     for (const link of this.#servers.values()) this.#syncServer(link);
+    this.#pushGateways();
+    this.#syncPartner();
+  }
+
+  #pushGateways(): void {
     const seeds = [this.writeHashSpace.toSeed(), this.readHashSpace.toSeed()];
     for (const subscriber of this.#subscribers) {
       subscriber.call(GatewayMethod.HashSpacePush, seeds, this.#settings.rpcTimeoutMs)
@@ -241,12 +574,22 @@ export class Manager {
       case ManagerMethod.HashSpaceRequest:
         this.#subscribers.add(connection);
         return [this.writeHashSpace.toSeed(), this.readHashSpace.toSeed()];
+      case ManagerMethod.HashSpaceSync:
+        return this.#partnerSync(params);
       case ManagerMethod.WHashSpaceRequest:
         return this.writeHashSpace.toSeed();
       case ManagerMethod.RHashSpaceRequest:
         return this.readHashSpace.toSeed();
+      case ManagerMethod.ReplaceCopyEnd:
+        return this.#copyEnd(params, connection);
+      case ManagerMethod.ReplaceDeleteEnd:
+        return this.#deleteEnd(params, connection);
       case ManagerMethod.GetNodesInfo:
-        return [this.writeHashSpace.toSeed(), this.newServers.map(serializeAddress)];
+        return [
+          this.writeHashSpace.toSeed(),
+          this.newServers.map(serializeAddress),
+          this.#progressForStatus(),
+        ];
       case ManagerMethod.AttachNewServers:
         this.attachNewServers(params[0] !== false);
         return null;
@@ -254,11 +597,21 @@ export class Manager {
         this.detachFaultServers(params[0] !== false);
         return null;
       case ManagerMethod.StartReplace:
-        this.#startReplace();
+        this.#requestReplace(params[0] === true);
         return null;
+      case ManagerMethod.CreateBackup:
+        return this.#createBackup(params);
+      case ManagerMethod.SetAutoReplace:
+        return this.setAutoReplace(params[0] === true);
       default:
         throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
     }
+  }
+
+  #progressForStatus(): unknown {
+    const status = this.replaceStatus;
+    if (status.phase === "idle") return null;
+    return [status.phase, status.serversDone, status.serversTotal, status.recordsMoved];
   }
 
   #now(): number {
@@ -274,8 +627,12 @@ export class Manager {
 export function main(argv: string[]): Promise<number> {
   return runDaemon("kumo-manager", argv, parseManagerOptions, async (config, logger) => {
     const listen = await resolveAddress(config.listen);
+    const partner = config.partner && await resolveAddress(config.partner);
     const manager = Manager.start({
       listen,
+      partner,
+      autoReplace: config.autoReplace,
+      replaceDelayMs: config.replaceDelayMs,
       keepaliveIntervalMs: config.keepaliveIntervalMs,
       connectTimeoutMs: config.connectTimeoutMs,
       connectRetryLimit: config.connectRetryLimit,

@@ -20,8 +20,9 @@ import {
   ServerMethod,
   SetOperation,
   StatusCode,
+  StreamMethod,
 } from "../core/messages.ts";
-import { ownershipProblem, writeTargetsFor } from "../core/replica_targets.ts";
+import { ownershipProblem, serverFor, writeTargetsFor } from "../core/replica_targets.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
 import { parseServerOptions } from "../core/daemon_options.ts";
@@ -29,6 +30,8 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
+import { ReplaceWorker } from "./server_replace.ts";
+import { TombstoneCollector } from "./tombstone_collector.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
@@ -49,6 +52,10 @@ export interface ServerSettings {
   rpcTimeoutMs?: number;
   replicateSetRetry?: number;
   replicateDeleteRetry?: number;
+  /** Tombstone garbage collection (`-gN`, `-gX`, `-gS` in bytes). */
+  garbageMinTimeSeconds?: number;
+  garbageMaxTimeSeconds?: number;
+  garbageMemoryLimitBytes?: number;
   logger?: Logger;
   /** Injected wall clock (unix seconds) so tests can drive time. */
   nowSeconds?: () => number;
@@ -72,7 +79,10 @@ export class Server {
   readHashSpace: HashSpace = EMPTY_HASH_SPACE;
 
   #listener: RpcListener;
-  #streamListener: Deno.Listener;
+  #streamListener: RpcListener;
+  #replace: ReplaceWorker;
+  #garbage: TombstoneCollector;
+  #storePath?: string;
   #managers: RpcSession[] = [];
   #peers = new Map<string, RpcSession>();
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
@@ -92,20 +102,20 @@ export class Server {
   #startedAtSeconds: number;
   #ringListeners = new Set<() => void>();
   #closed = false;
-  #streamAccepting: Promise<void>;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
     settings: ServerSettings,
     store: Store,
     listener: RpcListener,
-    streamListener: Deno.Listener,
+    streamListener: RpcListener,
   ) {
     this.store = store;
     this.#listener = listener;
     this.#streamListener = streamListener;
     this.address = { host: settings.listen.host, port: listener.port };
-    this.streamPort = (streamListener.addr as Deno.NetAddr).port;
+    this.streamPort = streamListener.port;
+    this.#storePath = settings.storePath;
     this.#log = settings.logger ?? silentLogger();
     this.#settings = {
       keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
@@ -117,7 +127,27 @@ export class Server {
       nowSeconds: settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
     };
     this.#startedAtSeconds = this.#settings.nowSeconds();
-    this.#streamAccepting = this.#acceptStreams();
+    this.#garbage = new TombstoneCollector(store, {
+      minAgeSeconds: settings.garbageMinTimeSeconds ?? 60,
+      maxAgeSeconds: settings.garbageMaxTimeSeconds ?? 3600,
+      memoryLimitBytes: settings.garbageMemoryLimitBytes ?? 2048 * 1024,
+      nowSeconds: this.#settings.nowSeconds,
+      onError: (error) => this.#log.warn(`tombstone collection: ${error.message}`),
+    });
+    this.#replace = new ReplaceWorker({
+      address: this.address,
+      store,
+      log: this.#log,
+      rpcTimeoutMs: this.#settings.rpcTimeoutMs,
+      connectTimeoutMs: this.#settings.connectTimeoutMs,
+      rings: () => ({ write: this.writeHashSpace, read: this.readHashSpace }),
+      setRings: ({ write, read }) => {
+        if (write) this.writeHashSpace = write;
+        if (read) this.readHashSpace = read;
+        for (const listener of this.#ringListeners) listener();
+      },
+      peer: (address) => this.#peer(address),
+    });
   }
 
   /**
@@ -142,9 +172,13 @@ export class Server {
       } catch (error) {
         throw listenError("-l (--listen)", formatAddress(settings.listen), error);
       }
-      let streamListener: Deno.Listener;
+      let streamListener: RpcListener;
       try {
-        streamListener = Deno.listen({ hostname: settings.listen.host, port: settings.streamPort });
+        streamListener = RpcListener.listen({
+          hostname: settings.listen.host,
+          port: settings.streamPort,
+          onRequest: (method, params) => created.server!.#handleStreamRequest(method, params),
+        });
       } catch (error) {
         throw listenError("-L (--stream-listen)", String(settings.streamPort), error);
       }
@@ -169,8 +203,8 @@ export class Server {
     this.#closed = true;
     clearInterval(this.#keepaliveTimer);
     clearTimeout(this.#flushTimer);
-    this.#streamListener.close();
-    await this.#streamAccepting;
+    this.#garbage.close();
+    await this.#streamListener.close();
     await Promise.all([...this.#managers, ...this.#peers.values()].map((s) => s.close()));
     await this.#listener.close();
     await this.store.commit().catch(() => {});
@@ -193,7 +227,7 @@ export class Server {
         onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
         onConnected: (connection) => {
           connection.sendClusterInit(this.address, ClusterRole.Server);
-          this.#log.info(`new node ${formatAddress(manager)} (manager)`);
+          this.#log.info(`connect success ${formatAddress(manager)} (manager)`);
           void this.#requestHashSpaces(session);
         },
       });
@@ -276,6 +310,14 @@ export class Server {
         return this.#status(params[0]);
       case ServerMethod.SetConfig:
         return 0;
+      case ServerMethod.ReplaceCopyStart:
+        return this.#replaceCopyStart(params, connection);
+      case ServerMethod.ReplaceDeleteStart:
+        return this.#replaceDeleteStart(params, connection);
+      case ServerMethod.ReplaceOffer:
+        return this.streamPort;
+      case ServerMethod.CreateBackup:
+        return this.#createBackup(params);
       default:
         throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
     }
@@ -314,13 +356,56 @@ export class Server {
 
   // ---- reads ----------------------------------------------------------------------------
 
+  /** `[dbKey, raw?]`: with `raw` true (server to server) tombstones and expired items too. */
   #get(params: unknown[]): Uint8Array | null {
     const dbKey = this.#dbKey(params[0]);
     const problem = ownershipProblem(this.address, this.readHashSpace, dbKey.hash);
     if (problem) throw new RpcError(RpcErrorCode.SERVER_ERROR, problem);
     this.counters.cmdGet++;
     const record = this.store.get(dbKey.key);
+    if (params[1] === true) return record ? encodeDbValue(record) : null;
     return isLive(record, this.#now()) ? encodeDbValue(record!) : null;
+  }
+
+  /**
+   * During a replace a coordinator may be new for a key and not hold it yet (the copy is still
+   * on its way). Before a read-modify-write decides, it pulls the current record from the key's
+   * owner in the read ring, which has complete data.
+   */
+  /**
+   * Returns undefined (synchronously) when no refresh is needed — the common case — so that a
+   * request's local write still happens before the next pipelined request is handled.
+   */
+  #refreshFromReadOwner(rawKey: unknown, dbKey: DbKey): Promise<void> | undefined {
+    if (this.writeHashSpace.timestamp === this.readHashSpace.timestamp) return undefined;
+    if (!ownershipProblem(this.address, this.readHashSpace, dbKey.hash)) return undefined;
+    const owner = serverFor(this.readHashSpace, dbKey.hash, 0);
+    if (!owner) return undefined;
+    return this.#pullFrom(owner, rawKey, dbKey);
+  }
+
+  async #pullFrom(owner: NodeAddress, rawKey: unknown, dbKey: DbKey): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = await this.#peer(owner).call(
+        ServerMethod.Get,
+        [rawKey, true],
+        this.#settings.rpcTimeoutMs,
+      );
+    } catch (error) {
+      throw new RpcError(
+        RpcErrorCode.SERVER_ERROR,
+        `cannot read ${formatAddress(owner)}: ${errorText(error)}`,
+      );
+    }
+    const record = raw instanceof Uint8Array ? decodeDbValue(dbKey, raw) : undefined;
+    if (record) {
+      this.store.putIfNewer({
+        ...record,
+        key: copyBytes(record.key),
+        value: record.value && copyBytes(record.value),
+      });
+    }
   }
 
   // ---- coordinated writes ---------------------------------------------------------------
@@ -340,6 +425,10 @@ export class Server {
     }
     const targets = this.#coordinatorTargets(dbKey.hash);
     this.counters.cmdSet++;
+    const refresh = operation === SetOperation.Cas
+      ? this.#refreshFromReadOwner(rawKey, dbKey)
+      : undefined;
+    if (refresh) await refresh;
     if (operation === SetOperation.Cas) {
       const stored = this.store.get(dbKey.key);
       if (!isLive(stored, this.#now())) return 0;
@@ -367,9 +456,13 @@ export class Server {
     const dbKey = this.#dbKey(rawKey);
     const targets = this.#coordinatorTargets(dbKey.hash);
     this.counters.cmdDelete++;
+    const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
+    if (refresh) await refresh;
     if (!isLive(this.store.get(dbKey.key), this.#now())) return false;
     const clockTime = this.clock.next(this.#now());
-    this.store.putIfNewer(tombstone(dbKey, clockTime));
+    if (this.store.putIfNewer(tombstone(dbKey, clockTime))) {
+      this.#garbage.recordDelete(dbKey.key, clockTime);
+    }
     const replication = this.#replicate(
       targets,
       ServerMethod.ReplicateDelete,
@@ -399,6 +492,10 @@ export class Server {
     const targets = this.#coordinatorTargets(dbKey.hash);
     if (operation === MutateOperation.Delete) this.counters.cmdDelete++;
     else this.counters.cmdSet++;
+    const refresh = operation !== MutateOperation.Set || options.cas !== undefined
+      ? this.#refreshFromReadOwner(rawKey, dbKey)
+      : undefined;
+    if (refresh) await refresh;
     const stored = this.store.get(dbKey.key);
     let outcome;
     try {
@@ -417,7 +514,9 @@ export class Server {
       expireAt: outcome.write.expireAt,
       value: outcome.write.value,
     };
-    this.store.putIfNewer(record);
+    if (this.store.putIfNewer(record) && record.value === null) {
+      this.#garbage.recordDelete(record.key, clockTime);
+    }
     const replication = record.value === null
       ? this.#replicate(
         targets,
@@ -507,9 +606,9 @@ export class Server {
     };
     const results = await Promise.all([
       ...targets.replicas.map((target) => send(target, 0)),
-      ...targets.readRingReplicas.map((target) =>
-        send(target, ReplicateFlag.ByReadHashSpace).then(() => true)
-      ),
+      // kumofs ignored failures towards read-ring owners; kumo does not: during a replace they
+      // hold the only complete copy that reads use until the copy phase ends.
+      ...targets.readRingReplicas.map((target) => send(target, ReplicateFlag.ByReadHashSpace)),
     ]);
     return results.every((ok) => ok);
   }
@@ -558,6 +657,7 @@ export class Server {
     const written = this.store.putIfNewer(
       tombstone({ ...dbKey, key: copyBytes(dbKey.key) }, clockTime),
     );
+    if (written) this.#garbage.recordDelete(dbKey.key, clockTime);
     await this.store.commit();
     return written;
   }
@@ -608,18 +708,83 @@ export class Server {
     if (this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
       flags |= ReplaceFlag.HashSpacesDiffer;
     }
+    if (this.#replace.copying) flags |= ReplaceFlag.Copying;
+    if (this.#replace.deleting) flags |= ReplaceFlag.Deleting;
     return flags;
   }
 
-  // ---- replace stream port ---------------------------------------------------------------
+  // ---- replace --------------------------------------------------------------------------
 
-  /** The stream port is bound now (so a clash is reported at start); transfers come with replace. */
-  async #acceptStreams(): Promise<void> {
-    try {
-      for await (const connection of this.#streamListener) connection.close();
-    } catch {
-      // listener closed
+  #handleStreamRequest(method: number, params: unknown[]): unknown {
+    if (method !== StreamMethod.ReplacePush) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown stream method ${method}`);
     }
+    return this.#replace.receive(params);
+  }
+
+  /**
+   * ReplaceCopyStart: answered at once; the copy runs in the background and is reported with
+   * ReplaceCopyEnd to the manager that asked.
+   */
+  #replaceCopyStart(params: unknown[], connection: RpcConnection): true {
+    const [writeSeed, adjustClock, full, replaceTime, readSeed] = params;
+    this.#updateClock(adjustClock);
+    const newWrite = HashSpace.fromSeed(writeSeed, this.writeHashSpace);
+    const oldRead = readSeed === undefined || readSeed === null
+      ? this.readHashSpace
+      : HashSpace.fromSeed(readSeed, this.readHashSpace);
+    this.#log.info(`start replace copy${full === true ? " (full)" : ""}`);
+    const copy = this.#replace.startCopy(newWrite, oldRead, full === true);
+    void copy.then(({ ok, movedRecords, superseded }) => {
+      if (superseded) return;
+      return this.#reportToManager(connection, ManagerMethod.ReplaceCopyEnd, [
+        replaceTime ?? newWrite.timestamp,
+        this.clock.increment(),
+        ok,
+        movedRecords,
+      ]);
+    });
+    return true;
+  }
+
+  #replaceDeleteStart(params: unknown[], connection: RpcConnection): true {
+    const [, adjustClock, replaceTime] = params;
+    this.#updateClock(adjustClock);
+    void this.#replace.startDelete().then((removed) => {
+      this.#log.info(`replace delete: removed ${removed} records no longer owned`);
+      return this.#reportToManager(connection, ManagerMethod.ReplaceDeleteEnd, [
+        replaceTime ?? this.writeHashSpace.timestamp,
+        this.clock.increment(),
+      ]);
+    });
+    return true;
+  }
+
+  /** Reports to the manager that sent a request: over our own session to it, else back. */
+  async #reportToManager(connection: RpcConnection, method: number, params: unknown[]) {
+    if (this.#closed) return;
+    const manager = connection.clusterPeer?.address;
+    const session = manager && this.#managers.find((s) => sameAddress(s.address, manager));
+    try {
+      if (session) await session.call(method, params, this.#settings.rpcTimeoutMs);
+      else await connection.call(method, params, this.#settings.rpcTimeoutMs);
+    } catch (error) {
+      // The manager restarts a replace whose report never arrived.
+      if (!this.#closed) this.#log.warn(`replace report to manager failed: ${errorText(error)}`);
+    }
+  }
+
+  /** CreateBackup: a consistent copy of the store at `<store>-<suffix>`, while serving. */
+  async #createBackup(params: unknown[]): Promise<true> {
+    const [suffix] = params;
+    if (typeof suffix !== "string" || suffix.length === 0 || suffix.includes("/")) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "backup suffix must be a non-empty name");
+    }
+    if (!this.#storePath) throw new RpcError(RpcErrorCode.SERVER_ERROR, "store has no path");
+    const path = `${this.#storePath}-${suffix}`;
+    await this.store.backup(path);
+    this.#log.info(`backup written to ${path}`);
+    return true;
   }
 }
 
@@ -668,7 +833,9 @@ function openStore(path: string): Store {
   try {
     return SqliteStore.open(path);
   } catch (error) {
-    throw new Error(`cannot open -s (--store) "${path}": ${errorText(error)}`);
+    // One line naming the flag, the value and the reason (without the store's own prefix).
+    const reason = errorText(error).replace(/^Cannot open store "[^"]*": /, "");
+    throw new Error(`cannot open -s (--store) "${path}": ${reason}`);
   }
 }
 
@@ -700,6 +867,9 @@ export function main(argv: string[]): Promise<number> {
       connectRetryLimit: config.connectRetryLimit,
       replicateSetRetry: config.replicateSetRetryLimit,
       replicateDeleteRetry: config.replicateDeleteRetryLimit,
+      garbageMinTimeSeconds: config.garbageMinTimeSeconds,
+      garbageMaxTimeSeconds: config.garbageMaxTimeSeconds,
+      garbageMemoryLimitBytes: config.garbageMemoryLimitBytes,
       logger,
     });
     logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);

@@ -78,6 +78,8 @@ Deno.test("kumoctl status lists newcomers, then attached nodes in the seed's lay
   );
   const attach = await runTool(kumoctl, [manager, "attach"]);
   assert.deepEqual([attach.code, attach.stdout], [0, "nil\n"]);
+  // While the replace runs, status adds its progress below the layout; wait for it to end.
+  await waitFor("the replace to finish", () => cluster.manager.replaceStatus.phase === "idle");
   await cluster.waitForServersReady();
   const after = await runTool(kumoctl, [manager, "status"]);
   assert.match(

@@ -49,7 +49,7 @@ function todaySuffix(): string {
 
 /** The status layout: rings' timestamp, attached nodes with their state, newcomers. */
 export function formatStatus(reply: unknown): string {
-  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1])) {
+  if (!Array.isArray(reply) || reply.length < 2 || !Array.isArray(reply[1])) {
     throw new ToolError("manager sent a malformed status reply");
   }
   const ring = HashSpace.fromSeed(reply[0]);
@@ -68,6 +68,15 @@ export function formatStatus(reply: unknown): string {
       return `  ${formatAddress(deserializeAddress(raw))}`;
     }),
   ];
+  // kumo: a replace in progress is shown below the HowTo's layout (nothing when idle).
+  const progress = reply[2];
+  if (Array.isArray(progress)) {
+    const [phase, done, total, moved] = progress;
+    lines.push(
+      "replace:",
+      `  ${phase} phase: ${done}/${total} servers done, ${moved} records moved`,
+    );
+  }
   return lines.join("\n") + "\n";
 }
 

@@ -33,7 +33,15 @@ const USAGE = `Usage: deno task cluster [stop]
 function spawnRole(role: string, args: string[], logFile: string): Deno.ChildProcess {
   const log = Deno.openSync(logFile, { append: true, create: true });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", `-P=${role}`, "--config", `${ROOT}deno.json`, `${ROOT}roles/${role}.ts`, ...args],
+    args: [
+      "run",
+      "-q",
+      `-P=${role}`,
+      "--config",
+      `${ROOT}deno.json`,
+      `${ROOT}roles/${role}.ts`,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",

@@ -12,6 +12,7 @@ import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
 import { type ConnectionLimits, serveConnection } from "./connection_loop.ts";
 import { listenError, runDaemon } from "./daemon.ts";
 import { resolveAddress } from "./resolve.ts";
+import { GatewayStats } from "./gateway_stats.ts";
 import { textProtocol } from "./text_protocol.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
@@ -35,6 +36,8 @@ const MAX_PENDING_REPLIES = 4096;
 
 export class Gateway {
   readonly client: ClusterClient;
+  /** Counters behind `stats`, for every connection and protocol of this gateway. */
+  readonly stats: GatewayStats;
   /** The bound text port, when `-t` was given. */
   readonly textPort?: number;
   /** The bound binary port, when `-b` was given. */
@@ -47,8 +50,13 @@ export class Gateway {
   #connections = new Map<Deno.Conn, Promise<void>>();
   #closed = false;
 
-  private constructor(client: ClusterClient, listeners: Listeners) {
+  private constructor(
+    client: ClusterClient,
+    listeners: Listeners,
+    nowSeconds: (() => number) | undefined,
+  ) {
     this.client = client;
+    this.stats = new GatewayStats(nowSeconds ?? (() => Math.floor(Date.now() / 1000)));
     this.#listeners = listeners;
     const portOf = (listener?: Deno.TcpListener) =>
       listener ? (listener.addr as Deno.NetAddr).port : undefined;
@@ -60,10 +68,12 @@ export class Gateway {
   static start(settings: GatewaySettings): Gateway {
     const listeners = listenAll(settings);
     const client = new ClusterClient(settings);
-    const gateway = new Gateway(client, listeners);
+    const gateway = new Gateway(client, listeners, settings.nowSeconds);
     const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
     const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
-    const protocolSettings = { maxItemBytes, nowSeconds };
+    // One set of counters for the whole gateway, shared by every connection and protocol.
+    const protocolSettings = { maxItemBytes, nowSeconds, stats: gateway.stats };
+    const binarySettings = { maxItemBytes, nowSeconds, stats: () => gateway.stats.entries() };
     const limits: ConnectionLimits = {
       maxRequestBytes: maxItemBytes + REQUEST_HEADER_ALLOWANCE_BYTES,
       maxPendingReplies: MAX_PENDING_REPLIES,
@@ -78,8 +88,7 @@ export class Gateway {
     if (listeners.binary) {
       gateway.#accept(
         listeners.binary,
-        (connection) =>
-          serveConnection(connection, binaryProtocol(client, protocolSettings), limits),
+        (connection) => serveConnection(connection, binaryProtocol(client, binarySettings), limits),
       );
     }
     if (listeners.cloudy) {
@@ -87,7 +96,7 @@ export class Gateway {
       gateway.#accept(
         listeners.cloudy,
         (connection) =>
-          serveConnection(connection, cloudyProtocol(client, protocolSettings), cloudyLimits),
+          serveConnection(connection, cloudyProtocol(client, binarySettings), cloudyLimits),
       );
     }
     return gateway;
@@ -108,9 +117,14 @@ export class Gateway {
           break;
         }
         (connection as Deno.TcpConn).setNoDelay(true);
+        this.stats.currConnections++;
+        this.stats.totalConnections++;
         const serving = serve(connection)
           .catch(() => {})
-          .finally(() => this.#connections.delete(connection));
+          .finally(() => {
+            this.stats.currConnections--;
+            this.#connections.delete(connection);
+          });
         this.#connections.set(connection, serving);
       }
     } catch {

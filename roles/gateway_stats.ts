@@ -69,10 +69,10 @@ export class GatewayStats {
     kind === "deleted" ? this.deleteHits++ : this.deleteMisses++;
   }
 
-  /** `STAT name value` lines then `END`, as memcached's general `stats`. */
-  report(): Uint8Array {
+  /** memcached's general stats, in memcached's order, as far as a gateway knows them. */
+  entries(): [string, string | number][] {
     const now = this.nowSeconds();
-    const lines: [string, string | number][] = [
+    return [
       ["pid", Deno.pid],
       ["uptime", now - this.startedAtSeconds],
       ["time", now],
@@ -98,7 +98,11 @@ export class GatewayStats {
       ["touch_hits", this.touchHits],
       ["touch_misses", this.touchMisses],
     ];
-    const parts = lines.map(([name, value]) => statLine(name, value));
+  }
+
+  /** `STAT name value` lines then `END`, as memcached's general `stats`. */
+  report(): Uint8Array {
+    const parts = this.entries().map(([name, value]) => statLine(name, value));
     parts.push(new TextEncoder().encode("END\r\n"));
     const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let offset = 0;

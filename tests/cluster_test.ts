@@ -153,3 +153,24 @@ Deno.test("a lost server is marked fault; keys stay readable and sets keep worki
     client.close();
   }
 });
+
+Deno.test("stats counts every connection of the gateway in one set of counters", async () => {
+  await using cluster = await TestCluster.start();
+  const gateway = await cluster.startGateway();
+  const first = await TextClient.connect(gateway.textPort!);
+  const second = await TextClient.connect(gateway.textPort!);
+  try {
+    assert.equal(await first.set("s", "1"), "STORED\r\n");
+    await first.get("s");
+    await second.get("s");
+    await second.get("nothing");
+    const stats = await second.request("stats\r\n", ["END\r\n"]);
+    const stat = (name: string) => Number(new RegExp(`STAT ${name} (\\d+)\r\n`).exec(stats)?.[1]);
+    assert.equal(stat("curr_connections"), 2);
+    assert.deepEqual([stat("cmd_get"), stat("get_hits"), stat("get_misses")], [3, 2, 1]);
+    assert.equal(stat("cmd_set"), 1);
+  } finally {
+    first.close();
+    second.close();
+  }
+});

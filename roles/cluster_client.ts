@@ -17,6 +17,7 @@ import {
   SetOperation,
 } from "../core/messages.ts";
 import { serverFor } from "../core/replica_targets.ts";
+import { adoptRings } from "../core/ring_adoption.ts";
 import type { StoredRecord } from "../core/store.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
@@ -225,11 +226,16 @@ export class ClusterClient {
 
   /** Gateway adoption rule (reference §4.6): own ring empty, or the seed is non-empty and not older. */
   #adopt(writeSeed: unknown, readSeed: unknown): void {
-    const write = HashSpace.fromSeed(writeSeed), read = HashSpace.fromSeed(readSeed);
-    const better = (own: HashSpace, seed: HashSpace) =>
-      own.isEmpty() || (!seed.isEmpty() && seed.timestamp >= own.timestamp);
-    if (better(this.writeHashSpace, write)) this.writeHashSpace = write;
-    if (better(this.readHashSpace, read)) this.readHashSpace = read;
+    const rings = adoptRings(
+      { write: this.writeHashSpace, read: this.readHashSpace },
+      {
+        write: HashSpace.fromSeed(writeSeed, this.writeHashSpace),
+        read: HashSpace.fromSeed(readSeed, this.readHashSpace),
+      },
+      "not-older",
+    );
+    this.writeHashSpace = rings.write;
+    this.readHashSpace = rings.read;
     if (!this.readHashSpace.isEmpty()) { for (const wake of [...this.#ringWaiters]) wake(); }
   }
 

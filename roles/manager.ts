@@ -23,6 +23,7 @@ import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
 import { parseManagerOptions } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
+import { adoptRings } from "../core/ring_adoption.ts";
 import { ClusterRole, GatewayMethod, ManagerMethod, ServerMethod } from "../core/messages.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import { listenError, runDaemon } from "./daemon.ts";
@@ -315,18 +316,14 @@ export class Manager {
     if (typeof params[2] === "number") this.clock.update(params[2]);
     const write = HashSpace.fromSeed(params[0], this.writeHashSpace);
     const read = HashSpace.fromSeed(params[1], this.readHashSpace);
-    const newer = (own: HashSpace, seed: HashSpace) =>
-      !seed.isEmpty() && (own.isEmpty() || own.timestamp < seed.timestamp);
-    let adopted = false;
-    if (newer(this.writeHashSpace, write)) {
-      this.writeHashSpace = write;
-      adopted = true;
-    }
-    if (newer(this.readHashSpace, read)) {
-      this.readHashSpace = read;
-      adopted = true;
-    }
-    if (!adopted) return null;
+    const rings = adoptRings(
+      { write: this.writeHashSpace, read: this.readHashSpace },
+      { write, read },
+      "newer",
+    );
+    if (!rings.adopted) return null;
+    this.writeHashSpace = rings.write;
+    this.readHashSpace = rings.read;
     this.newServers = this.newServers.filter((a) => !this.writeHashSpace.isActive(a));
     this.#pushGateways();
     this.#changed();

@@ -23,6 +23,7 @@ import {
   StreamMethod,
 } from "../core/messages.ts";
 import { ownershipProblem, serverFor, writeTargetsFor } from "../core/replica_targets.ts";
+import { type AdoptionRule, adoptRings } from "../core/ring_adoption.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
 import { parseServerOptions } from "../core/daemon_options.ts";
@@ -249,7 +250,7 @@ export class Server {
         session.call(ManagerMethod.WHashSpaceRequest, [], this.#settings.rpcTimeoutMs),
         session.call(ManagerMethod.RHashSpaceRequest, [], this.#settings.rpcTimeoutMs),
       ]);
-      this.#adopt(HashSpace.fromSeed(writeSeed), HashSpace.fromSeed(readSeed), "strict");
+      this.#adopt(HashSpace.fromSeed(writeSeed), HashSpace.fromSeed(readSeed), "newer");
     } catch (error) {
       if (!this.#closed) this.#log.warn(`hash space request failed: ${errorText(error)}`);
     }
@@ -259,22 +260,17 @@ export class Server {
    * Adopts rings that are at least as new as ours (reference §4.6): from a manager's sync
    * `>=`, from the reply to our own request `>` (or when ours is empty).
    */
-  #adopt(write: HashSpace, read: HashSpace, rule: "sync" | "strict"): boolean {
-    const newer = (own: HashSpace, seed: HashSpace) =>
-      !seed.isEmpty() &&
-      (own.isEmpty() ||
-        (rule === "sync" ? own.timestamp <= seed.timestamp : own.timestamp < seed.timestamp));
-    let adopted = false;
-    if (newer(this.writeHashSpace, write)) {
-      this.writeHashSpace = write;
-      adopted = true;
-    }
-    if (newer(this.readHashSpace, read)) {
-      this.readHashSpace = read;
-      adopted = true;
-    }
-    if (adopted) { for (const listener of this.#ringListeners) listener(); }
-    return adopted;
+  #adopt(write: HashSpace, read: HashSpace, rule: AdoptionRule): boolean {
+    const rings = adoptRings(
+      { write: this.writeHashSpace, read: this.readHashSpace },
+      { write, read },
+      rule,
+    );
+    if (!rings.adopted) return false;
+    this.writeHashSpace = rings.write;
+    this.readHashSpace = rings.read;
+    for (const listener of this.#ringListeners) listener();
+    return true;
   }
 
   #onClusterPeer(address: NodeAddress, role: number): void {
@@ -330,7 +326,7 @@ export class Server {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "HashSpaceSync is for managers");
     }
     this.#updateClock(params[2]);
-    return this.#adopt(HashSpace.fromSeed(params[0]), HashSpace.fromSeed(params[1]), "sync")
+    return this.#adopt(HashSpace.fromSeed(params[0]), HashSpace.fromSeed(params[1]), "not-older")
       ? true
       : null;
   }

@@ -132,16 +132,13 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.NotConnected;
 }
 
-interface Slot {
-  ready: boolean;
-  reply: Reply;
-}
-
-/** Replies in request order, each batch of ready replies written with one write. */
-class OrderedReplies implements ReplyQueue {
+/**
+ * What both reply orders share: coalesced writes (everything ready goes out in one write while
+ * no write is under way), back-pressure on reading, and draining before the connection closes.
+ * Subclasses decide which replies are ready to go.
+ */
+abstract class ReplyWriter implements ReplyQueue {
   closing = false;
-  #queue: Slot[] = [];
-  #head = 0;
   #writing: Promise<void> | undefined;
   #roomWaiter: (() => void) | undefined;
   #settleWaiter: (() => void) | undefined;
@@ -149,50 +146,30 @@ class OrderedReplies implements ReplyQueue {
 
   constructor(private readonly connection: Deno.Conn, private readonly maxPending: number) {}
 
-  push(reply: Reply | Promise<Reply>): void {
-    const slot: Slot = { ready: false, reply: null };
-    this.#queue.push(slot);
-    if (reply instanceof Promise) {
-      reply.then(
-        (value) => this.#settle(slot, value),
-        () => this.#settle(slot, encoder.encode("SERVER_ERROR internal error\r\n")),
-      );
-    } else {
-      slot.ready = true;
-      slot.reply = reply;
-      if (reply === "close") this.closing = true;
-    }
-  }
+  abstract push(reply: Reply | Promise<Reply>): void;
+  /** Takes the replies that may be written now (in write order). */
+  protected abstract takeReady(): { chunks: Uint8Array[]; bytes: number };
+  /** Replies queued and not yet written. */
+  protected abstract pending(): number;
+  /** Nothing left that must be written before the connection closes. */
+  protected abstract drained(): boolean;
 
-  #settle(slot: Slot, reply: Reply): void {
-    slot.ready = true;
-    slot.reply = reply;
+  /** A reply promise settled: write what became ready, wake a waiting drain. */
+  protected settled(): void {
     this.flush();
     const wake = this.#settleWaiter;
     this.#settleWaiter = undefined;
     wake?.();
   }
 
-  /** Starts writing the ready prefix of the queue unless a write is already under way. */
+  /** A failed handler still answers, so the client is never left waiting. */
+  protected whenSettled(reply: Promise<Reply>, settle: (reply: Reply) => void): void {
+    reply.then(settle, () => settle(encoder.encode("SERVER_ERROR internal error\r\n")));
+  }
+
   flush(): void {
     if (this.#writing || this.#failed) return;
-    const chunks: Uint8Array[] = [];
-    let bytes = 0;
-    while (this.#head < this.#queue.length && this.#queue[this.#head].ready) {
-      const { reply } = this.#queue[this.#head++];
-      if (reply === "close") {
-        this.closing = true;
-        break;
-      }
-      if (reply !== null) {
-        chunks.push(reply);
-        bytes += reply.length;
-      }
-    }
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
-      this.#head = 0;
-    }
+    const { chunks, bytes } = this.takeReady();
     this.#wakeReader();
     if (bytes === 0) return;
     this.#writing = this.#write(concat(chunks, bytes)).finally(() => {
@@ -213,17 +190,13 @@ class OrderedReplies implements ReplyQueue {
     }
   }
 
-  #pending(): number {
-    return this.#queue.length - this.#head;
-  }
-
   roomToRead(): Promise<void> {
-    if (this.#pending() < this.maxPending) return Promise.resolve();
+    if (this.pending() < this.maxPending) return Promise.resolve();
     return new Promise((resolve) => this.#roomWaiter = resolve);
   }
 
   #wakeReader(): void {
-    if (this.#roomWaiter && this.#pending() < this.maxPending) {
+    if (this.#roomWaiter && this.pending() < this.maxPending) {
       const wake = this.#roomWaiter;
       this.#roomWaiter = undefined;
       wake();
@@ -241,30 +214,78 @@ class OrderedReplies implements ReplyQueue {
         await this.#writing;
         continue;
       }
-      const done = this.#failed || this.#head >= this.#queue.length ||
-        this.#queue[this.#head].reply === "close" && this.#queue[this.#head].ready;
-      if (done) return;
+      if (this.#failed || this.drained()) return;
       await new Promise<void>((resolve) => this.#settleWaiter = resolve);
     }
   }
 }
 
+interface Slot {
+  ready: boolean;
+  reply: Reply;
+}
+
+/** Replies in request order: a reply waits for every earlier one. */
+class OrderedReplies extends ReplyWriter {
+  #queue: Slot[] = [];
+  #head = 0;
+
+  push(reply: Reply | Promise<Reply>): void {
+    const slot: Slot = { ready: false, reply: null };
+    this.#queue.push(slot);
+    if (reply instanceof Promise) {
+      this.whenSettled(reply, (value) => {
+        slot.ready = true;
+        slot.reply = value;
+        this.settled();
+      });
+    } else {
+      slot.ready = true;
+      slot.reply = reply;
+      if (reply === "close") this.closing = true;
+    }
+  }
+
+  protected takeReady(): { chunks: Uint8Array[]; bytes: number } {
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    while (this.#head < this.#queue.length && this.#queue[this.#head].ready) {
+      const { reply } = this.#queue[this.#head++];
+      if (reply === "close") {
+        this.closing = true;
+        break;
+      }
+      if (reply !== null) {
+        chunks.push(reply);
+        bytes += reply.length;
+      }
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    }
+    return { chunks, bytes };
+  }
+
+  protected pending(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  protected drained(): boolean {
+    const next = this.#queue[this.#head];
+    return next === undefined || (next.ready && next.reply === "close");
+  }
+}
+
 /**
- * Replies in the order they complete, each batch of ready replies written with one write. A
- * "close" stops reading; the connection closes once every reply queued before it is written.
+ * Replies in the order they complete (cloudy: clients match them by opaque). A "close" stops
+ * reading; the connection closes once every reply queued before it is written.
  */
-class CompletionOrderReplies implements ReplyQueue {
-  closing = false;
+class CompletionOrderReplies extends ReplyWriter {
   #ready: Uint8Array[] = [];
   #readyBytes = 0;
   /** Replies still being computed. */
   #unsettled = 0;
-  #writing: Promise<void> | undefined;
-  #roomWaiter: (() => void) | undefined;
-  #settleWaiter: (() => void) | undefined;
-  #failed = false;
-
-  constructor(private readonly connection: Deno.Conn, private readonly maxPending: number) {}
 
   push(reply: Reply | Promise<Reply>): void {
     if (!(reply instanceof Promise)) {
@@ -272,10 +293,11 @@ class CompletionOrderReplies implements ReplyQueue {
       return;
     }
     this.#unsettled++;
-    reply.then(
-      (value) => this.#settle(value),
-      () => this.#settle(encoder.encode("SERVER_ERROR internal error\r\n")),
-    );
+    this.whenSettled(reply, (value) => {
+      this.#unsettled--;
+      this.#accept(value);
+      this.settled();
+    });
   }
 
   #accept(reply: Reply): void {
@@ -287,66 +309,19 @@ class CompletionOrderReplies implements ReplyQueue {
     }
   }
 
-  #settle(reply: Reply): void {
-    this.#unsettled--;
-    this.#accept(reply);
-    this.flush();
-    const wake = this.#settleWaiter;
-    this.#settleWaiter = undefined;
-    wake?.();
-  }
-
-  flush(): void {
-    if (this.#writing || this.#failed) return;
-    const chunks = this.#ready, bytes = this.#readyBytes;
+  protected takeReady(): { chunks: Uint8Array[]; bytes: number } {
+    const taken = { chunks: this.#ready, bytes: this.#readyBytes };
     this.#ready = [];
     this.#readyBytes = 0;
-    this.#wakeReader();
-    if (bytes === 0) return;
-    this.#writing = this.#write(concat(chunks, bytes)).finally(() => {
-      this.#writing = undefined;
-      this.flush();
-    });
+    return taken;
   }
 
-  async #write(bytes: Uint8Array): Promise<void> {
-    try {
-      for (let offset = 0; offset < bytes.length;) {
-        offset += await this.connection.write(bytes.subarray(offset));
-      }
-    } catch {
-      this.#failed = true;
-      this.closing = true;
-    }
-  }
-
-  #pending(): number {
+  protected pending(): number {
     return this.#unsettled + this.#ready.length;
   }
 
-  roomToRead(): Promise<void> {
-    if (this.#pending() < this.maxPending) return Promise.resolve();
-    return new Promise((resolve) => this.#roomWaiter = resolve);
-  }
-
-  #wakeReader(): void {
-    if (this.#roomWaiter && this.#pending() < this.maxPending) {
-      const wake = this.#roomWaiter;
-      this.#roomWaiter = undefined;
-      wake();
-    }
-  }
-
-  async drain(): Promise<void> {
-    for (;;) {
-      this.flush();
-      if (this.#writing) {
-        await this.#writing;
-        continue;
-      }
-      if (this.#failed || this.#pending() === 0) return;
-      await new Promise<void>((resolve) => this.#settleWaiter = resolve);
-    }
+  protected drained(): boolean {
+    return this.pending() === 0;
   }
 }
 

@@ -12,8 +12,8 @@
 import type { NodeAddress } from "../core/address.ts";
 import { ManagerMethod } from "../core/messages.ts";
 import { connectRpc } from "../roles/rpc.ts";
+import { roleArgs } from "./role_process.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const HOST = "127.0.0.1";
 
 interface Workload {
@@ -39,15 +39,7 @@ function spawn(command: string, args: string[]): Deno.ChildProcess {
 }
 
 function spawnRole(role: string, args: string[]): Deno.ChildProcess {
-  return spawn(Deno.execPath(), [
-    "run",
-    "-q",
-    `-P=${role}`,
-    "--config",
-    `${ROOT}deno.json`,
-    `${ROOT}roles/${role}.ts`,
-    ...args,
-  ]);
+  return spawn(Deno.execPath(), roleArgs(role, args));
 }
 
 async function waitForPort(port: number, what: string): Promise<void> {

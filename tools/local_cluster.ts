@@ -10,9 +10,9 @@
  */
 import { ManagerMethod } from "../core/messages.ts";
 import { connectRpc } from "../roles/rpc.ts";
+import { roleArgs } from "./role_process.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const DATA_DIR = `${Deno.cwd()}/data`;
 const PID_FILE = `${DATA_DIR}/cluster.pids`;
 const MANAGER = "127.0.0.1:19700";
@@ -33,15 +33,7 @@ const USAGE = `Usage: deno task cluster [stop]
 function spawnRole(role: string, args: string[], logFile: string): Deno.ChildProcess {
   const log = Deno.openSync(logFile, { append: true, create: true });
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-q",
-      `-P=${role}`,
-      "--config",
-      `${ROOT}deno.json`,
-      `${ROOT}roles/${role}.ts`,
-      ...args,
-    ],
+    args: roleArgs(role, args),
     stdout: "piped",
     stderr: "piped",
     stdin: "null",

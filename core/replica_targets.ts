@@ -4,6 +4,7 @@
  */
 import { type NodeAddress, sameAddress } from "./address.ts";
 import type { HashSpace } from "./hash_space.ts";
+import { hashSpacesDiffer } from "./ring_adoption.ts";
 
 export type WriteTargets =
   | {
@@ -32,7 +33,7 @@ export function writeTargetsFor(
   }
   const replicas = owners.slice(1).map((node) => node.address);
   const readRingReplicas: NodeAddress[] = [];
-  if (writeHashSpace.timestamp !== readHashSpace.timestamp && !readHashSpace.isEmpty()) {
+  if (hashSpacesDiffer(writeHashSpace, readHashSpace) && !readHashSpace.isEmpty()) {
     for (const node of readHashSpace.replicasFor(hash)) {
       if (!node.active || sameAddress(node.address, self)) continue;
       if (replicas.some((replica) => sameAddress(replica, node.address))) continue;

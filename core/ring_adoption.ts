@@ -35,3 +35,11 @@ export function adoptRings(
   const read = adopts(own.read, offered.read, rule) ? offered.read : own.read;
   return { write, read, adopted: write !== own.write || read !== own.read };
 }
+
+/**
+ * Whether a replace is under way: the write ring differs from the read ring. Compared by
+ * content as well as by timestamp, so that rings that differ can never pass for equal.
+ */
+export function hashSpacesDiffer(write: HashSpace, read: HashSpace): boolean {
+  return write.timestamp !== read.timestamp || !write.sameNodes(read);
+}

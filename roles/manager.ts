@@ -23,7 +23,7 @@ import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
 import { parseManagerOptions } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
-import { adoptRings } from "../core/ring_adoption.ts";
+import { adoptRings, hashSpacesDiffer } from "../core/ring_adoption.ts";
 import { ClusterRole, GatewayMethod, ManagerMethod, ServerMethod } from "../core/messages.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import { listenError, runDaemon } from "./daemon.ts";
@@ -87,6 +87,8 @@ export class Manager {
 
   #listener: RpcListener;
   #servers = new Map<string, ServerLink>();
+  /** Each registered server's process incarnation (see #checkIncarnation). */
+  #incarnations = new Map<string, number>();
   /** Gateways and tools that asked for the rings and get every change pushed. */
   #subscribers = new Set<RpcConnection>();
   #partner?: RpcSession;
@@ -214,7 +216,6 @@ export class Manager {
       this.newServers = [...this.newServers, address];
       if (this.autoReplace) this.#scheduleAutoReplace();
     }
-    if (this.writeHashSpace.isActive(address)) this.#syncServer(this.#servers.get(key)!);
     this.#changed();
   }
 
@@ -224,12 +225,53 @@ export class Manager {
     const key = formatAddress(address);
     const link = this.#servers.get(key);
     this.#servers.delete(key);
+    this.#incarnations.delete(key);
     if (link) void link.session.close();
     this.#log.warn(`lost node ${key}`);
     this.newServers = this.newServers.filter((a) => !sameAddress(a, address));
+    this.#markFault(address);
+    if (this.autoReplace) this.#scheduleAutoReplace();
+    this.#changed();
+  }
+
+  /**
+   * A server reports its process incarnation with keepalives and ring requests. A new one for a
+   * known address means it restarted — maybe faster than fault detection, with an empty or old
+   * store — so it is marked fault (nothing is read from it) and becomes a newcomer to attach.
+   * Rings are synced to a server only once its incarnation is known.
+   */
+  #checkIncarnation(connection: RpcConnection, incarnation: unknown): void {
+    const address = connection.clusterPeer?.address;
+    if (!address || typeof incarnation !== "number") return;
+    const key = formatAddress(address);
+    const known = this.#incarnations.get(key);
+    this.#incarnations.set(key, incarnation);
+    if (known === incarnation) return;
+    const link = this.#servers.get(key);
+    if (known !== undefined) {
+      this.#log.warn(`server ${key} restarted; it is attached again by attach or auto-replace`);
+      this.#markFault(address);
+      if (!this.newServers.some((a) => sameAddress(a, address))) {
+        this.newServers = [...this.newServers, address];
+      }
+      if (this.autoReplace) this.#scheduleAutoReplace();
+      this.#changed();
+    } else if (link && this.writeHashSpace.isActive(address)) {
+      this.#syncServer(link);
+    }
+  }
+
+  /** Marks `address` fault in both rings, tells everyone, and restarts a replace it was in. */
+  #markFault(address: NodeAddress): void {
+    const key = formatAddress(address);
+    // Rings that differ (a replace under way) must keep different timestamps.
+    const differ = hashSpacesDiffer(this.writeHashSpace, this.readHashSpace);
     const clockTime = this.clock.next(this.#now());
     const write = this.writeHashSpace.fault(address, clockTime);
-    const read = this.readHashSpace.fault(address, clockTime);
+    const read = this.readHashSpace.fault(
+      address,
+      differ ? this.clock.next(this.#now()) : clockTime,
+    );
     const changed = write !== this.writeHashSpace || read !== this.readHashSpace;
     this.writeHashSpace = write;
     this.readHashSpace = read;
@@ -245,8 +287,6 @@ export class Manager {
         this.#checkDeleteFinished(run);
       }
     }
-    if (this.autoReplace) this.#scheduleAutoReplace();
-    this.#changed();
   }
 
   /** Keepalives (they also detect dead peers) and the replace watchdog. */
@@ -284,9 +324,9 @@ export class Manager {
         this.#partnerUp = false;
         this.#log.warn(`lost node ${formatAddress(partner)} (partner)`);
         // Its replace, if it drove one, will not finish: take over.
-        if (!this.#replace && this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
+        if (!this.#replace && hashSpacesDiffer(this.writeHashSpace, this.readHashSpace)) {
           this.#later(this.#settings.replaceDelayMs, () => {
-            if (!this.#replace && this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
+            if (!this.#replace && hashSpacesDiffer(this.writeHashSpace, this.readHashSpace)) {
               this.startReplace(false);
             }
           });
@@ -567,6 +607,7 @@ export class Manager {
     switch (method) {
       case ManagerMethod.KeepAlive:
         if (typeof params[0] === "number") this.clock.update(params[0]);
+        this.#checkIncarnation(connection, params[1]);
         return null;
       case ManagerMethod.HashSpaceRequest:
         this.#subscribers.add(connection);
@@ -574,8 +615,10 @@ export class Manager {
       case ManagerMethod.HashSpaceSync:
         return this.#partnerSync(params);
       case ManagerMethod.WHashSpaceRequest:
+        this.#checkIncarnation(connection, params[0]);
         return this.writeHashSpace.toSeed();
       case ManagerMethod.RHashSpaceRequest:
+        this.#checkIncarnation(connection, params[0]);
         return this.readHashSpace.toSeed();
       case ManagerMethod.ReplaceCopyEnd:
         return this.#copyEnd(params, connection);

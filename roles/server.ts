@@ -3,7 +3,12 @@
  * owner of, replicates them synchronously to the other owners, and serves reads (reference §7).
  */
 import { formatAddress, type NodeAddress, sameAddress } from "../core/address.ts";
-import { LamportClock } from "../core/clock_time.ts";
+import {
+  clockTimeCounter,
+  clockTimeSeconds,
+  isClockTimeBefore,
+  LamportClock,
+} from "../core/clock_time.ts";
 import { type DbKey, decodeDbKey, decodeDbValue, encodeDbValue } from "../core/db_record.ts";
 import { isLive } from "../core/expiry.ts";
 import { decideMutation, type Item, type MutationOptions } from "../core/mutation.ts";
@@ -23,7 +28,7 @@ import {
   StreamMethod,
 } from "../core/messages.ts";
 import { ownershipProblem, serverFor, writeTargetsFor } from "../core/replica_targets.ts";
-import { type AdoptionRule, adoptRings } from "../core/ring_adoption.ts";
+import { type AdoptionRule, adoptRings, hashSpacesDiffer } from "../core/ring_adoption.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
 import { parseServerOptions } from "../core/daemon_options.ts";
@@ -76,6 +81,11 @@ export class Server {
   readonly store: Store;
   readonly clock = new LamportClock();
   readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0 };
+  /**
+   * Random per process: managers see a restart even when it is quicker than their fault
+   * detection, and treat the restarted server (maybe with an empty or old store) as new.
+   */
+  readonly incarnation = Math.floor(Math.random() * 2 ** 52);
   writeHashSpace: HashSpace = EMPTY_HASH_SPACE;
   readHashSpace: HashSpace = EMPTY_HASH_SPACE;
 
@@ -148,6 +158,7 @@ export class Server {
         for (const listener of this.#ringListeners) listener();
       },
       peer: (address) => this.#peer(address),
+      learnVersion: (clockTime) => this.clock.update(clockTimeCounter(clockTime)),
     });
   }
 
@@ -205,6 +216,7 @@ export class Server {
     clearInterval(this.#keepaliveTimer);
     clearTimeout(this.#flushTimer);
     this.#garbage.close();
+    this.#replace.close();
     await this.#streamListener.close();
     await Promise.all([...this.#managers, ...this.#peers.values()].map((s) => s.close()));
     await this.#listener.close();
@@ -234,11 +246,16 @@ export class Server {
       });
       this.#managers.push(session);
       // The first keepalive opens the connection; later ones keep it (and the clocks) alive.
-      void session.call(ManagerMethod.KeepAlive, [this.clock.increment()]).catch(() => {});
+      void session.call(ManagerMethod.KeepAlive, [this.clock.increment(), this.incarnation])
+        .catch(() => {});
     }
     this.#keepaliveTimer = setInterval(() => {
       for (const session of this.#managers) {
-        session.call(ManagerMethod.KeepAlive, [this.clock.increment()], this.#settings.rpcTimeoutMs)
+        session.call(
+          ManagerMethod.KeepAlive,
+          [this.clock.increment(), this.incarnation],
+          this.#settings.rpcTimeoutMs,
+        )
           .catch(() => {});
       }
     }, this.#settings.keepaliveIntervalMs);
@@ -247,8 +264,16 @@ export class Server {
   async #requestHashSpaces(session: RpcSession): Promise<void> {
     try {
       const [writeSeed, readSeed] = await Promise.all([
-        session.call(ManagerMethod.WHashSpaceRequest, [], this.#settings.rpcTimeoutMs),
-        session.call(ManagerMethod.RHashSpaceRequest, [], this.#settings.rpcTimeoutMs),
+        session.call(
+          ManagerMethod.WHashSpaceRequest,
+          [this.incarnation],
+          this.#settings.rpcTimeoutMs,
+        ),
+        session.call(
+          ManagerMethod.RHashSpaceRequest,
+          [this.incarnation],
+          this.#settings.rpcTimeoutMs,
+        ),
       ]);
       this.#adopt(HashSpace.fromSeed(writeSeed), HashSpace.fromSeed(readSeed), "newer");
     } catch (error) {
@@ -269,6 +294,9 @@ export class Server {
     if (!rings.adopted) return false;
     this.writeHashSpace = rings.write;
     this.readHashSpace = rings.read;
+    const markedFault = (ring: HashSpace) =>
+      ring.hasNode(this.address) && !ring.isActive(this.address);
+    if (markedFault(rings.write) || markedFault(rings.read)) this.#replace.markSuspect();
     for (const listener of this.#ringListeners) listener();
     return true;
   }
@@ -311,7 +339,7 @@ export class Server {
       case ServerMethod.ReplaceDeleteStart:
         return this.#replaceDeleteStart(params, connection);
       case ServerMethod.ReplaceOffer:
-        return this.streamPort;
+        return this.#acceptOffer(params);
       case ServerMethod.CreateBackup:
         return this.#createBackup(params);
       default:
@@ -373,7 +401,7 @@ export class Server {
    * request's local write still happens before the next pipelined request is handled.
    */
   #refreshFromReadOwner(rawKey: unknown, dbKey: DbKey): Promise<void> | undefined {
-    if (this.writeHashSpace.timestamp === this.readHashSpace.timestamp) return undefined;
+    if (!hashSpacesDiffer(this.writeHashSpace, this.readHashSpace)) return undefined;
     if (!ownershipProblem(this.address, this.readHashSpace, dbKey.hash)) return undefined;
     const owner = serverFor(this.readHashSpace, dbKey.hash, 0);
     if (!owner) return undefined;
@@ -421,16 +449,15 @@ export class Server {
     }
     const targets = this.#coordinatorTargets(dbKey.hash);
     this.counters.cmdSet++;
-    const refresh = operation === SetOperation.Cas
-      ? this.#refreshFromReadOwner(rawKey, dbKey)
-      : undefined;
+    // Also for plain sets: the version must be newer than the copy still on its way here.
+    const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
     if (operation === SetOperation.Cas) {
       const stored = this.store.get(dbKey.key);
       if (!isLive(stored, this.#now())) return 0;
       if (stored!.clockTime !== incoming.clockTime) return false;
     }
-    const clockTime = this.clock.next(this.#now());
+    const clockTime = this.#versionAfter(this.store.get(dbKey.key));
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.store.putIfNewer(record);
     const replication = this.#replicate(
@@ -454,8 +481,9 @@ export class Server {
     this.counters.cmdDelete++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
-    if (!isLive(this.store.get(dbKey.key), this.#now())) return false;
-    const clockTime = this.clock.next(this.#now());
+    const current = this.store.get(dbKey.key);
+    if (!isLive(current, this.#now())) return false;
+    const clockTime = this.#versionAfter(current);
     if (this.store.putIfNewer(tombstone(dbKey, clockTime))) {
       this.#garbage.recordDelete(dbKey.key, clockTime);
     }
@@ -488,9 +516,7 @@ export class Server {
     const targets = this.#coordinatorTargets(dbKey.hash);
     if (operation === MutateOperation.Delete) this.counters.cmdDelete++;
     else this.counters.cmdSet++;
-    const refresh = operation !== MutateOperation.Set || options.cas !== undefined
-      ? this.#refreshFromReadOwner(rawKey, dbKey)
-      : undefined;
+    const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
     const stored = this.store.get(dbKey.key);
     let outcome;
@@ -501,7 +527,7 @@ export class Server {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, errorText(error));
     }
     if (outcome.status !== MutateStatus.Ok) return [outcome.status, stored?.clockTime ?? 0n, null];
-    const clockTime = this.clock.next(this.#now());
+    const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = {
       key: copyBytes(dbKey.key),
       hash: dbKey.hash,
@@ -564,6 +590,21 @@ export class Server {
       if (record.value !== null) live.push(record.key);
     }
     for (const key of live) this.store.remove(key);
+  }
+
+  /**
+   * A fresh version for a write over `stored`, guaranteed newer than it. A coordinator's Lamport
+   * counter can lag the counters of versions it holds (a server just attached learns counters
+   * only from keepalives), and a write stamped older than the stored copy would be dropped by
+   * newer-wins everywhere while the client is told STORED.
+   */
+  #versionAfter(stored: StoredRecord | undefined): bigint {
+    let clockTime = this.clock.next(this.#now());
+    if (stored && !isClockTimeBefore(stored.clockTime, clockTime)) {
+      this.clock.update((clockTimeCounter(stored.clockTime) + 1) >>> 0);
+      clockTime = this.clock.next(Math.max(this.#now(), clockTimeSeconds(stored.clockTime)));
+    }
+    return clockTime;
   }
 
   #coordinatorTargets(hash: bigint) {
@@ -633,6 +674,7 @@ export class Server {
     if (!record) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
     this.#checkReplicaOwnership(dbKey.hash, flags);
     this.#updateClock(adjustClock);
+    this.clock.update(clockTimeCounter(record.clockTime));
     const written = this.store.putIfNewer({
       ...record,
       key: copyBytes(record.key),
@@ -701,7 +743,7 @@ export class Server {
   #replaceFlags(): number {
     let flags = 0;
     if (!this.writeHashSpace.isActive(this.address)) flags |= ReplaceFlag.NotActive;
-    if (this.writeHashSpace.timestamp !== this.readHashSpace.timestamp) {
+    if (hashSpacesDiffer(this.writeHashSpace, this.readHashSpace)) {
       flags |= ReplaceFlag.HashSpacesDiffer;
     }
     if (this.#replace.copying) flags |= ReplaceFlag.Copying;
@@ -730,7 +772,12 @@ export class Server {
       ? this.readHashSpace
       : HashSpace.fromSeed(readSeed, this.readHashSpace);
     this.#log.info(`start replace copy${full === true ? " (full)" : ""}`);
-    const copy = this.#replace.startCopy(newWrite, oldRead, full === true);
+    const copy = this.#replace.startCopy(
+      newWrite,
+      oldRead,
+      full === true,
+      typeof replaceTime === "bigint" ? replaceTime : newWrite.timestamp,
+    );
     void copy.then(({ ok, movedRecords, superseded }) => {
       if (superseded) return;
       return this.#reportToManager(connection, ManagerMethod.ReplaceCopyEnd, [
@@ -768,6 +815,18 @@ export class Server {
       // The manager restarts a replace whose report never arrived.
       if (!this.#closed) this.#log.warn(`replace report to manager failed: ${errorText(error)}`);
     }
+  }
+
+  /**
+   * A sender may only push once this server has started the same replace (and discarded what
+   * it must before being refilled); otherwise the sender retries shortly.
+   */
+  #acceptOffer(params: unknown[]): number {
+    const [replaceTime] = params;
+    if (replaceTime !== undefined && replaceTime !== this.#replace.replaceTime) {
+      throw new RpcError(RpcErrorCode.SERVER_ERROR, "replace not started here yet");
+    }
+    return this.streamPort;
   }
 
   /** CreateBackup: a consistent copy of the store at `<store>-<suffix>`, while serving. */

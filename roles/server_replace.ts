@@ -27,6 +27,8 @@ export interface ReplaceHost {
   setRings(rings: { write?: HashSpace; read?: HashSpace }): void;
   /** The cluster session to another server. */
   peer(address: NodeAddress): RpcSession;
+  /** Keeps the Lamport clock ahead of a version this server now stores. */
+  learnVersion(clockTime: bigint): void;
 }
 
 export interface CopyOutcome {
@@ -39,11 +41,23 @@ export interface CopyOutcome {
 const BATCH_RECORDS = 512;
 const BATCH_BYTES = 1024 * 1024;
 const BATCHES_IN_FLIGHT = 4;
-const TRANSFER_ATTEMPTS = 3;
+const TRANSFER_ATTEMPTS = 5;
+const TRANSFER_RETRY_PAUSE_MS = 300;
 
 export class ReplaceWorker {
   copying = false;
   deleting = false;
+  /** The replace this server is in (its copy start arrived); pushes for others wait. */
+  replaceTime: bigint | undefined;
+  /**
+   * Whether this server's data may be stale: true from process start (it may come back with an
+   * old database) and whenever it sees itself marked fault. The next copy in which it is new
+   * for ranges discards them there once; data written or copied after that is current, so a
+   * restarted replace does not throw it away again.
+   */
+  #suspect = true;
+  /** Retry pauses under way, ended by close() so no timer outlives the server. */
+  #pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   /** Bumped by every start: an older copy stops at its next batch. */
   #generation = 0;
 
@@ -53,14 +67,21 @@ export class ReplaceWorker {
    * Copy phase. Runs synchronously up to the ring switch (so no write for the new ring is
    * accepted before stale data is discarded), then ships in the background.
    */
-  startCopy(newWrite: HashSpace, oldRead: HashSpace, full: boolean): Promise<CopyOutcome> {
+  startCopy(
+    newWrite: HashSpace,
+    oldRead: HashSpace,
+    full: boolean,
+    replaceTime: bigint,
+  ): Promise<CopyOutcome> {
     const generation = ++this.#generation;
+    this.replaceTime = replaceTime;
     const { host } = this;
     const source = oldRead.isEmpty() ? host.rings().read : oldRead;
     const plan = source.isEmpty() || newWrite.isEmpty()
       ? { transfers: [], discard: [] }
       : planCopy(host.address, source, newWrite, full);
-    const discarded = this.#removeRanges(plan.discard);
+    const discarded = this.#suspect ? this.#removeRanges(plan.discard) : 0;
+    if (newWrite.isActive(host.address)) this.#suspect = false;
     if (discarded > 0) {
       host.log.info(`discarded ${discarded} records held from before this server was away`);
     }
@@ -73,7 +94,7 @@ export class ReplaceWorker {
       let ok = true;
       try {
         for (const { target, ranges } of plan.transfers) {
-          const sent = await this.#transferWithRetries(target, ranges, generation);
+          const sent = await this.#transferWithRetries(target, ranges, generation, replaceTime);
           if (sent === undefined) ok = false;
           else moved += sent;
         }
@@ -107,15 +128,43 @@ export class ReplaceWorker {
     return removed;
   }
 
+  /** Stops every copy under way (they end at their next batch) and every pending pause. */
+  close(): void {
+    this.#generation++;
+    for (const [timer, resume] of this.#pauses) {
+      clearTimeout(timer);
+      resume();
+    }
+    this.#pauses.clear();
+  }
+
+  #pause(delayMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pauses.delete(timer);
+        resolve();
+      }, delayMs);
+      this.#pauses.set(timer, resolve);
+    });
+  }
+
+  /** This server was marked fault: what it holds may miss writes and deletes from now on. */
+  markSuspect(): void {
+    this.#suspect = true;
+  }
+
   async #transferWithRetries(
     target: NodeAddress,
     ranges: HashRange[],
     generation: number,
+    replaceTime: bigint,
   ): Promise<number | undefined> {
     for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS; attempt++) {
       if (generation !== this.#generation) return undefined;
+      if (attempt > 1) await this.#pause(TRANSFER_RETRY_PAUSE_MS * attempt);
+      if (generation !== this.#generation) return undefined;
       try {
-        const sent = await this.#transfer(target, ranges, generation);
+        const sent = await this.#transfer(target, ranges, generation, replaceTime);
         this.host.log.info(`replace copy to ${formatAddress(target)}: ${sent} records`);
         return sent;
       } catch (error) {
@@ -132,11 +181,16 @@ export class ReplaceWorker {
   }
 
   /** Offers, connects to the target's stream port and pushes the ranges in pipelined batches. */
-  async #transfer(target: NodeAddress, ranges: HashRange[], generation: number): Promise<number> {
+  async #transfer(
+    target: NodeAddress,
+    ranges: HashRange[],
+    generation: number,
+    replaceTime: bigint,
+  ): Promise<number> {
     const { host } = this;
     const streamPort = await host.peer(target).call(
       ServerMethod.ReplaceOffer,
-      [],
+      [replaceTime],
       host.rpcTimeoutMs,
     );
     if (typeof streamPort !== "number") throw new Error("malformed offer reply");
@@ -192,6 +246,7 @@ export class ReplaceWorker {
       if (!dbKey || !record) continue;
       if (ownershipProblem(address, this.host.rings().write, dbKey.hash)) continue;
       const copy = { ...record, key: record.key.slice(), value: record.value?.slice() ?? null };
+      this.host.learnVersion(record.clockTime);
       if (store.putIfNewer(copy)) written++;
     }
     await store.commit();

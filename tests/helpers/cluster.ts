@@ -6,12 +6,16 @@
  * conditions with a deadline and say what they waited for, with the cluster's state.
  */
 import { formatAddress, type NodeAddress, sameAddress } from "../../core/address.ts";
+import { hash64 } from "../../core/hash.ts";
 import type { HashSpace } from "../../core/hash_space.ts";
 import type { Store } from "../../core/store.ts";
 import { Gateway, type GatewaySettings } from "../../roles/gateway.ts";
 import type { Logger } from "../../roles/log.ts";
 import { Manager, type ManagerSettings, type ReplacePhase } from "../../roles/manager.ts";
 import { Server } from "../../roles/server.ts";
+
+/** Tests import the client from here too. */
+export { TextClient } from "./text_client.ts";
 
 const LOCALHOST = "127.0.0.1";
 
@@ -26,7 +30,7 @@ export const FAST = {
 /** How long a membership change (lost node, attach, replace) may take before a test gives up. */
 const MEMBERSHIP_TIMEOUT_MS = 30_000;
 /** Log lines kept for `describe()` (the roles' own words help explain a timeout). */
-const LOG_LINES_KEPT = 40;
+const LOG_LINES_KEPT = 80;
 
 export async function waitFor(
   what: string,
@@ -89,7 +93,6 @@ export class TestCluster {
   #serverSlots = new Map<string, ServerSlot>();
   #managerExtra: ManagerExtraSettings;
   #storeCount = 0;
-  #startedAtMs = Date.now();
 
   private constructor(dataDir: string, nowSeconds: () => number, extra: ManagerExtraSettings) {
     this.dataDir = dataDir;
@@ -464,7 +467,8 @@ export class TestCluster {
         continue;
       }
       lines.push(
-        `manager ${formatAddress(manager.address)}: phase ${manager.replaceStatus.phase}` +
+        `manager ${formatAddress(manager.address)}: clock ${manager.clock.counter}` +
+          ` phase ${manager.replaceStatus.phase}` +
           ` whs ${describeRing(manager.writeHashSpace)} rhs ${
             describeRing(manager.readHashSpace)
           }` +
@@ -480,10 +484,62 @@ export class TestCluster {
       lines.push(
         `server ${formatAddress(server.address)}: whs @${
           describeTimestamp(server.writeHashSpace.timestamp)
-        } rhs @${describeTimestamp(server.readHashSpace.timestamp)} items ${server.store.count()}`,
+        } rhs @${describeTimestamp(server.readHashSpace.timestamp)} items ${server.store.count()}` +
+          ` clock ${server.clock.counter}`,
       );
     }
+    this.gateways.forEach((gateway, i) => {
+      const { writeHashSpace, readHashSpace } = gateway.client;
+      lines.push(
+        `gateway${i + 1}: whs @${describeTimestamp(writeHashSpace.timestamp)} rhs @${
+          describeTimestamp(readHashSpace.timestamp)
+        }`,
+      );
+    });
     lines.push("recent log:", ...this.logLines.map((line) => `  ${line}`));
+    return lines.join("\n");
+  }
+
+  /**
+   * One key across the cluster: its owners in every manager's and gateway's rings, and what
+   * each live server stores for it (value, version) — to explain a wrong read.
+   */
+  describeKey(key: string): string {
+    const bytes = new TextEncoder().encode(key);
+    const hash = hash64(bytes);
+    const owners = (ring: HashSpace) =>
+      `@${describeTimestamp(ring.timestamp)} [${
+        ring.replicasFor(hash).map((n) => `${formatAddress(n.address)}${n.active ? "" : "(fault)"}`)
+          .join(" ")
+      }]`;
+    const lines = [`key ${JSON.stringify(key)} (hash ${hash.toString(16).padStart(16, "0")}):`];
+    for (const manager of this.managers) {
+      lines.push(
+        `  manager ${formatAddress(manager.address)} whs ${owners(manager.writeHashSpace)}` +
+          ` rhs ${owners(manager.readHashSpace)}`,
+      );
+    }
+    this.gateways.forEach((gateway, i) => {
+      lines.push(
+        `  gateway${i + 1} whs ${owners(gateway.client.writeHashSpace)}` +
+          ` rhs ${owners(gateway.client.readHashSpace)}`,
+      );
+    });
+    for (const server of this.servers) {
+      const record = server.store.get(bytes);
+      const stored = record === undefined
+        ? "nothing"
+        : record.value === null
+        ? `tombstone @${describeTimestamp(record.clockTime)}`
+        : `${JSON.stringify(new TextDecoder().decode(record.value))} @${
+          describeTimestamp(record.clockTime)
+        }`;
+      lines.push(
+        `  server ${formatAddress(server.address)} holds ${stored}; whs ${
+          owners(server.writeHashSpace)
+        } rhs ${owners(server.readHashSpace)}`,
+      );
+    }
     return lines.join("\n");
   }
 
@@ -491,7 +547,9 @@ export class TestCluster {
   #logger(label: string | { role: string }): Logger {
     const keep = (level: string) => (message: string) => {
       const role = typeof label === "string" ? label : label.role;
-      this.logLines.push(`+${Date.now() - this.#startedAtMs}ms ${role} ${level} ${message}`);
+      // UTC time of day, to line up with the ISO times of load failures.
+      const time = new Date().toISOString().slice(11, 23);
+      this.logLines.push(`${time} ${role} ${level} ${message}`);
       if (this.logLines.length > LOG_LINES_KEPT) this.logLines.shift();
     };
     return { info: keep("INFO"), warn: keep("WARN"), error: keep("ERROR"), close: () => {} };
@@ -528,93 +586,4 @@ function describeTimestamp(timestamp: bigint): string {
 function describeRing(ring: HashSpace): string {
   const nodes = ring.nodes.map((n) => `${formatAddress(n.address)}${n.active ? "" : "(fault)"}`);
   return `@${describeTimestamp(ring.timestamp)} [${nodes.join(" ")}]`;
-}
-
-/** A minimal memcached text client over one TCP connection (request → reply bytes). */
-export class TextClient {
-  #connection: Deno.Conn;
-  #buffer = new Uint8Array(0);
-  #closed = false;
-
-  private constructor(connection: Deno.Conn) {
-    this.#connection = connection;
-  }
-
-  static async connect(port: number): Promise<TextClient> {
-    return new TextClient(await Deno.connect({ hostname: LOCALHOST, port }));
-  }
-
-  async send(text: string | Uint8Array): Promise<void> {
-    const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;
-    for (let offset = 0; offset < bytes.length;) {
-      offset += await this.#connection.write(bytes.subarray(offset));
-    }
-  }
-
-  /** Reads until the buffered reply ends with one of `terminators`; returns it as text. */
-  async readUntil(terminators: string[] = ["\r\n"], timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    const chunk = new Uint8Array(64 * 1024);
-    for (;;) {
-      const text = new TextDecoder().decode(this.#buffer);
-      if (terminators.some((t) => text.endsWith(t))) {
-        this.#buffer = new Uint8Array(0);
-        return text;
-      }
-      if (Date.now() > deadline) throw new Error(`no complete reply; got ${JSON.stringify(text)}`);
-      const count = await this.#connection.read(chunk);
-      if (count === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
-      const grown = new Uint8Array(this.#buffer.length + count);
-      grown.set(this.#buffer);
-      grown.set(chunk.subarray(0, count), this.#buffer.length);
-      this.#buffer = grown;
-    }
-  }
-
-  /** Reads exactly `count` CRLF-terminated lines (pipelined replies), keeping any rest buffered. */
-  async readLines(count: number, timeoutMs = 15_000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    const chunk = new Uint8Array(64 * 1024);
-    for (;;) {
-      const text = new TextDecoder().decode(this.#buffer);
-      const lines = text.split("\r\n");
-      if (lines.length > count) {
-        const taken = lines.slice(0, count);
-        const used = new TextEncoder().encode(taken.join("\r\n") + "\r\n").length;
-        this.#buffer = this.#buffer.slice(used);
-        return taken;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`fewer than ${count} lines; got ${JSON.stringify(text)}`);
-      }
-      const read = await this.#connection.read(chunk);
-      if (read === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
-      const grown = new Uint8Array(this.#buffer.length + read);
-      grown.set(this.#buffer);
-      grown.set(chunk.subarray(0, read), this.#buffer.length);
-      this.#buffer = grown;
-    }
-  }
-
-  async request(text: string, terminators?: string[]): Promise<string> {
-    await this.send(text);
-    return await this.readUntil(terminators);
-  }
-
-  async set(key: string, value: string): Promise<string> {
-    return await this.request(
-      `set ${key} 0 0 ${new TextEncoder().encode(value).length}\r\n${value}\r\n`,
-    );
-  }
-
-  async get(key: string): Promise<string> {
-    return await this.request(`get ${key}\r\n`, ["END\r\n", "ERROR\r\n"]);
-  }
-
-  /** Closes the connection (a pending read then fails); closing twice is harmless. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#connection.close();
-  }
 }

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { formatAddress } from "../core/address.ts";
 import { hash64 } from "../core/hash.ts";
+import { main as kumoctlMain } from "../tools/kumoctl.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
 
 const text = new TextEncoder();
@@ -104,6 +105,42 @@ Deno.test("both managers restarted: attach recreates the same placement, no data
     await expectAll(client, keys);
     const total = cluster.servers.reduce((n, s) => n + s.store.count(), 0);
     assert.equal(total, 3 * keys.length);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("kumoctl detach re-replicates a dead server's keys; full-replace repairs a lost copy", async () => {
+  await using cluster = await TestCluster.start({ servers: 4 });
+  const gateway = await cluster.startGateway();
+  const client = await TextClient.connect(gateway.textPort!);
+  const manager = formatAddress(cluster.manager.address);
+  const kumoctl = async (...args: string[]) => {
+    let out = "";
+    const code = await kumoctlMain([manager, ...args], {
+      stdout: (t) => out += t,
+      stderr: (t) => out += t,
+    });
+    assert.deepEqual([code, out], [0, "nil\n"]);
+  };
+  try {
+    const keys = Array.from({ length: 200 }, (_, i) => `dt${i}`);
+    await fill(client, keys);
+    const victim = await cluster.kill(cluster.servers[3]);
+    await cluster.waitForLost(victim);
+    await kumoctl("detach");
+    await cluster.waitForReplaceFinished();
+    assert.equal(cluster.manager.writeHashSpace.hasNode(victim), false);
+    const total = () => cluster.servers.reduce((n, s) => n + s.store.count(), 0);
+    assert.equal(total(), 3 * keys.length, "back to 3 copies on the 3 survivors");
+    // Lose one copy behind the cluster's back; full-replace ships every record to every owner.
+    const damaged = cluster.servers[0];
+    const removed = keys.filter((key) => damaged.store.remove(text.encode(key))).length;
+    assert.ok(removed > 0);
+    await kumoctl("full-replace");
+    await cluster.waitForReplaceFinished();
+    assert.equal(total(), 3 * keys.length, "full-replace restored the lost copies");
+    await expectAll(client, keys);
   } finally {
     client.close();
   }

@@ -21,6 +21,7 @@ import { adoptRings } from "../core/ring_adoption.ts";
 import type { StoredRecord } from "../core/store.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
+import { CancellablePauses } from "./pauses.ts";
 import { RpcError, RpcSession } from "./rpc.ts";
 
 export interface ClusterClientSettings {
@@ -145,8 +146,7 @@ export class ClusterClient {
   #errorCount = 0;
   #renewTimer: ReturnType<typeof setInterval>;
   #ringWaiters = new Set<() => void>();
-  /** Pending retry pauses, ended early by close() so no timer outlives the client. */
-  #pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
+  #pauses = new CancellablePauses();
   #closed = false;
 
   constructor(settings: ClusterClientSettings) {
@@ -185,10 +185,7 @@ export class ClusterClient {
     this.#closed = true;
     clearInterval(this.#renewTimer);
     for (const wake of this.#ringWaiters) wake();
-    for (const [timer, resume] of this.#pauses) {
-      clearTimeout(timer);
-      resume();
-    }
+    this.#pauses.cancelAll();
     await Promise.all([...this.#managers, ...this.#servers.values()].map((s) => s.close()));
   }
 
@@ -277,14 +274,7 @@ export class ClusterClient {
   /** Pause before retry `attempt` (0-based): quick at first, then up to retryDelayMs. */
   #retryPause(attempt: number): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    const delayMs = Math.min(this.#settings.retryDelayMs, 25 * 2 ** attempt);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pauses.delete(timer);
-        resolve();
-      }, delayMs);
-      this.#pauses.set(timer, resolve);
-    });
+    return this.#pauses.pause(Math.min(this.#settings.retryDelayMs, 25 * 2 ** attempt));
   }
 
   // ---- operations ------------------------------------------------------------------------

@@ -40,8 +40,8 @@ import type {
   MetaDebugRequest,
   MetaDeleteRequest,
   MetaGetRequest,
-  MetaNoopRequest,
   MetaSetRequest,
+  TextRequest,
 } from "../core/memcached_text.ts";
 import { encodeBase64 } from "../core/memcached_text_meta.ts";
 import {
@@ -62,13 +62,10 @@ import type { ArithmeticRequest, ClusterClient, StoreRequest } from "./cluster_c
 import type { Reply } from "./connection_loop.ts";
 import type { TextProtocolSettings } from "./text_protocol.ts";
 
-export type MetaRequest =
-  | MetaGetRequest
-  | MetaSetRequest
-  | MetaDeleteRequest
-  | MetaArithmeticRequest
-  | MetaNoopRequest
-  | MetaDebugRequest;
+export type MetaRequest = Extract<
+  TextRequest,
+  { command: "mg" | "ms" | "md" | "ma" | "mn" | "me" }
+>;
 
 const EN = ascii("EN\r\n");
 const NEW_CAS_REFUSED = clientError("E flag not supported");

@@ -13,6 +13,7 @@ import { type HashRange, planCopy, rangesNotOwned } from "../core/replace_plan.t
 import { RpcErrorCode } from "../core/rpc_frame.ts";
 import type { Store } from "../core/store.ts";
 import type { Logger } from "./log.ts";
+import { CancellablePauses } from "./pauses.ts";
 import { connectRpc, RpcError, type RpcSession } from "./rpc.ts";
 
 /** What the replace worker needs from its server. */
@@ -56,8 +57,7 @@ export class ReplaceWorker {
    * restarted replace does not throw it away again.
    */
   #suspect = true;
-  /** Retry pauses under way, ended by close() so no timer outlives the server. */
-  #pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
+  #pauses = new CancellablePauses();
   /** Bumped by every start: an older copy stops at its next batch. */
   #generation = 0;
 
@@ -131,21 +131,7 @@ export class ReplaceWorker {
   /** Stops every copy under way (they end at their next batch) and every pending pause. */
   close(): void {
     this.#generation++;
-    for (const [timer, resume] of this.#pauses) {
-      clearTimeout(timer);
-      resume();
-    }
-    this.#pauses.clear();
-  }
-
-  #pause(delayMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pauses.delete(timer);
-        resolve();
-      }, delayMs);
-      this.#pauses.set(timer, resolve);
-    });
+    this.#pauses.cancelAll();
   }
 
   /** This server was marked fault: what it holds may miss writes and deletes from now on. */
@@ -161,7 +147,7 @@ export class ReplaceWorker {
   ): Promise<number | undefined> {
     for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS; attempt++) {
       if (generation !== this.#generation) return undefined;
-      if (attempt > 1) await this.#pause(TRANSFER_RETRY_PAUSE_MS * attempt);
+      if (attempt > 1) await this.#pauses.pause(TRANSFER_RETRY_PAUSE_MS * attempt);
       if (generation !== this.#generation) return undefined;
       try {
         const sent = await this.#transfer(target, ranges, generation, replaceTime);

@@ -1,28 +1,12 @@
 /**
- * The meta commands (mg, ms, md, ma, mn, me) on the gateway of an in-process cluster: the meta
- * transcripts (byte-exact with memcached, see transcripts_memcached_test.ts) replayed over TCP,
- * then each place where kumo deliberately answers differently from memcached (documented in
- * roles/meta_protocol.ts), checked with an injected gateway clock.
+ * The meta commands (mg, ms, md, ma, mn, me) on the gateway of an in-process cluster: each place
+ * where kumo deliberately answers differently from memcached (documented in
+ * roles/meta_protocol.ts), checked with an injected gateway clock. The meta transcripts, which
+ * match memcached byte for byte, are replayed against the gateway by transcripts_gateway_test.ts.
  */
 import assert from "node:assert/strict";
-import { loadTranscripts, runTranscriptOverTcp } from "./helpers/transcript.ts";
 import { TestCluster, TextClient } from "./helpers/cluster.ts";
 import type { Gateway } from "../roles/gateway.ts";
-
-const transcripts = (await loadTranscripts(new URL("./transcripts/", import.meta.url)))
-  .filter((transcript) => transcript.name.startsWith("meta_"));
-
-Deno.test("meta transcripts replay byte-exact against the gateway", async (t) => {
-  assert.ok(transcripts.length >= 3, "meta transcripts found");
-  await using cluster = await TestCluster.start();
-  const gateway = await cluster.startGateway();
-  for (const transcript of transcripts) {
-    await t.step(transcript.name, async () => {
-      await gateway.client.flushAll(0);
-      await runTranscriptOverTcp("127.0.0.1", gateway.textPort!, transcript);
-    });
-  }
-});
 
 /** One connection; `ask` sends lines plus "mn" and returns everything before the MN. */
 async function metaConnection(gateway: Gateway) {

@@ -1,199 +1,324 @@
 /**
- * `deno task bench`: throughput of kumo against a real memcached measured side by side, as
- * ratios (architecture §6). Starts memcached and a kumo cluster (1 manager, 3 servers, 1
- * gateway — real processes with their permission sets, data in a temp dir) on free ports of
- * 127.0.0.1, runs `memcaslap -t <time> -c 32 -T 2` against each with a 90% get mix and with
- * sets only, and prints the TPS and the kumo/memcached ratio. Needs `memcached` and
- * `memcaslap` (apt-get install memcached libmemcached-tools).
+ * `deno task bench`: kumo against a real memcached, measured side by side in one run. It
+ * measures and prints; it asserts nothing about time.
  *
- *   deno task bench            10 s per run
- *   deno task bench -- 3s      shorter runs
+ * - Throughput: `memcaslap -c 16 -T 2` on each workload (64-byte keys / 1 KiB values, the
+ *   primary one, and 16 B / 100 B; a 90% get mix and sets only), memcached and kumo runs
+ *   alternating for `--rounds` rounds; the median TPS of each and their ratio.
+ * - CPU µs per operation of every process (utime + stime deltas from /proc over each run,
+ *   divided by the operations memcaslap counted): memcached, manager, each server, gateway.
+ * - Latency p50 / p99 / p99.9 of the primary mix at half of kumo's median peak rate, for both.
+ * - A pipelined multi-get: `get` of 100 keys, 4 connections with 4 requests in flight each.
+ * - Peak RSS of every process.
+ *
+ * Needs `memcached` and `memcaslap` (Debian: apt-get install memcached libmemcached-tools).
+ *
+ *   deno task bench                          3 rounds of 10 s per workload
+ *   deno task bench -- --time 5s --rounds 5 --json bench.json
+ *   deno task bench -- --workloads primary   only the 64 B / 1 KiB workloads
  */
-import type { NodeAddress } from "../core/address.ts";
-import { ManagerMethod } from "../core/messages.ts";
-import { connectRpc } from "../roles/rpc.ts";
-import { roleArgs } from "./role_process.ts";
+import { parseArgs } from "node:util";
+import { withoutTaskSeparator } from "../core/command_line.ts";
+import { CpuMeter, memoryKiB } from "./bench/proc_stats.ts";
+import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
+import {
+  type LatencyResult,
+  makeKeySet,
+  measureLatency,
+  measureMultiGet,
+  type MultiGetResult,
+  populate,
+} from "./bench/text_load.ts";
 
 const HOST = "127.0.0.1";
+const CONNECTIONS = 16;
+const THREADS = 2;
 
 interface Workload {
   readonly name: string;
-  /** memcaslap config: key sizes, value sizes, command mix (0 = set, 1 = get). */
-  readonly config: string;
+  readonly primary: boolean;
+  readonly keyBytes: number;
+  readonly valueBytes: number;
+  readonly getRatio: number;
 }
 
-const WORKLOADS: Workload[] = [
-  { name: "90% get", config: "key\n16 16 1\nvalue\n100 100 1\ncmd\n0 0.1\n1 0.9\n" },
-  { name: "set only", config: "key\n16 16 1\nvalue\n100 100 1\ncmd\n0 1.0\n1 0.0\n" },
+const WORKLOADS: readonly Workload[] = [
+  { name: "64B/1KiB mix", primary: true, keyBytes: 64, valueBytes: 1024, getRatio: 0.9 },
+  { name: "64B/1KiB set", primary: true, keyBytes: 64, valueBytes: 1024, getRatio: 0 },
+  { name: "16B/100B mix", primary: false, keyBytes: 16, valueBytes: 100, getRatio: 0.9 },
+  { name: "16B/100B set", primary: false, keyBytes: 16, valueBytes: 100, getRatio: 0 },
 ];
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
+  --time <10s>          memcaslap run time per measurement
+  --rounds <3>          alternating memcached/kumo rounds per workload (the median is reported)
+  --workloads <all>     all | primary (64-byte keys, 1 KiB values)
+  --json <file>         also write every measurement as JSON
+  --no-latency          skip the fixed-rate latency probe
+  --no-multiget         skip the pipelined multi-get
+  --server-arg <flag>   pass a flag to every kumo-server (repeatable; for experiments)
+Needs memcached and memcaslap: apt-get install -y memcached libmemcached-tools`;
+
+interface Run {
+  readonly tps: number;
+  readonly ops: number;
+  /** CPU µs per operation of each process that served the run. */
+  readonly cpuMicrosPerOp: Record<string, number>;
 }
 
-function spawn(command: string, args: string[]): Deno.ChildProcess {
-  return new Deno.Command(command, { args, stdout: "null", stderr: "null", stdin: "null" }).spawn();
+interface WorkloadResult {
+  readonly workload: Workload;
+  readonly memcached: Run[];
+  readonly kumo: Run[];
 }
 
-function spawnRole(role: string, args: string[]): Deno.ChildProcess {
-  return spawn(Deno.execPath(), roleArgs(role, args));
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-async function waitForPort(port: number, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    try {
-      (await Deno.connect({ hostname: HOST, port })).close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  throw new Error(`${what} did not start on port ${port}`);
+function memcaslapConfig(workload: Workload): string {
+  const k = workload.keyBytes, v = workload.valueBytes;
+  const getRatio = workload.getRatio;
+  return `key\n${k} ${k} 1\nvalue\n${v} ${v} 1\ncmd\n0 ${(1 - getRatio).toFixed(2)}\n` +
+    `1 ${getRatio.toFixed(2)}\n`;
 }
 
-/** One `set` through the gateway succeeds once the cluster is attached and the rings arrived. */
-async function waitForGateway(port: number): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      const connection = await Deno.connect({ hostname: HOST, port });
-      try {
-        await connection.write(new TextEncoder().encode("set bench-probe 0 0 1\r\nx\r\n"));
-        const buffer = new Uint8Array(64);
-        const count = await connection.read(buffer);
-        if (new TextDecoder().decode(buffer.subarray(0, count ?? 0)) === "STORED\r\n") return;
-      } finally {
-        connection.close();
-      }
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error("the kumo gateway never answered a set");
-}
-
-/** Waits until `count` servers registered with the manager, then attaches them. */
-async function attachWhenRegistered(manager: NodeAddress, count: number): Promise<void> {
-  const connection = await connectRpc(manager, { connectTimeoutMs: 2000 });
-  try {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const [, newcomers] = await connection.call(ManagerMethod.GetNodesInfo, []) as [
-        unknown,
-        unknown[],
-      ];
-      if (newcomers.length >= count) break;
-      if (Date.now() > deadline) throw new Error(`only ${newcomers.length} servers registered`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    await connection.call(ManagerMethod.AttachNewServers, [true]);
-  } finally {
-    connection.close();
-    await connection.closed;
-  }
-}
-
-async function runCommand(command: string, args: string[]): Promise<string> {
-  const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
-    .output();
+async function memcaslap(port: number, configPath: string, time: string): Promise<number> {
+  const output = await new Deno.Command("memcaslap", {
+    args: [
+      ...["-s", `${HOST}:${port}`, "-t", time, "-c", String(CONNECTIONS), "-T", String(THREADS)],
+      ...["-F", configPath],
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  if (!output.success) throw new Error(`${command} ${args.join(" ")} failed:\n${text}`);
-  return text;
-}
-
-/** Runs memcaslap and returns its final TPS. */
-async function measure(port: number, configPath: string, time: string): Promise<number> {
-  const output = await runCommand("memcaslap", [
-    "-s",
-    `${HOST}:${port}`,
-    "-t",
-    time,
-    "-c",
-    "32",
-    "-T",
-    "2",
-    "-F",
-    configPath,
-  ]);
-  const match = /Run time: [\d.]+s Ops: \d+ TPS: (\d+)/.exec(output);
-  if (!match) throw new Error(`cannot read memcaslap's TPS from:\n${output}`);
+  const match = /Run time: [\d.]+s Ops: (\d+) TPS: (\d+)/.exec(text);
+  if (!output.success || !match) throw new Error(`memcaslap failed:\n${text}`);
   return Number(match[1]);
 }
 
-async function main(args: string[]): Promise<number> {
-  if (args.includes("-h") || args.includes("--help")) {
-    console.log("Usage: deno task bench [-- <time per run, e.g. 10s>]");
+/** One memcaslap run against `target`, with the CPU each process spent during it. */
+async function measureRun(
+  processes: BenchProcesses,
+  target: "memcached" | "kumo",
+  configPath: string,
+  time: string,
+): Promise<Run> {
+  const names = [...processes.pids.keys()].filter((name) =>
+    target === "memcached" ? name === "memcached" : name !== "memcached"
+  );
+  const meter = new CpuMeter(new Map(names.map((name) => [name, processes.pids.get(name)!])));
+  const port = target === "memcached" ? processes.memcachedPort : processes.gatewayPort;
+  const startMs = performance.now();
+  await meter.sample();
+  const ops = await memcaslap(port, configPath, time);
+  const cpu = await meter.microsSince();
+  const seconds = (performance.now() - startMs) / 1000;
+  const cpuMicrosPerOp: Record<string, number> = {};
+  for (const [name, micros] of cpu) cpuMicrosPerOp[name] = micros / Math.max(1, ops);
+  return { tps: Math.round(ops / seconds), ops, cpuMicrosPerOp };
+}
+
+function summarize(runs: Run[]): { tps: number; cpu: Record<string, number>; total: number } {
+  const cpu: Record<string, number> = {};
+  for (const name of Object.keys(runs[0].cpuMicrosPerOp)) {
+    cpu[name] = median(runs.map((run) => run.cpuMicrosPerOp[name]));
+  }
+  const total = median(
+    runs.map((run) => Object.values(run.cpuMicrosPerOp).reduce((a, b) => a + b, 0)),
+  );
+  return { tps: median(runs.map((run) => run.tps)), cpu, total };
+}
+
+function pad(value: string | number, width: number): string {
+  return String(value).padStart(width);
+}
+
+function printThroughput(results: WorkloadResult[]): void {
+  console.log(
+    "\nworkload        memcached TPS   kumo TPS  ratio | CPU µs/op: memcached   kumo  " +
+      "(gateway  server1  server2  server3  manager)",
+  );
+  for (const { workload, memcached, kumo } of results) {
+    const m = summarize(memcached), k = summarize(kumo);
+    console.log(
+      `${workload.name.padEnd(14)} ${pad(m.tps, 14)} ${pad(k.tps, 10)} ` +
+        `${pad((k.tps / m.tps).toFixed(2), 6)} |           ${pad(m.total.toFixed(1), 9)} ` +
+        `${pad(k.total.toFixed(0), 6)}  (${pad(k.cpu.gateway.toFixed(0), 7)} ` +
+        ["server1", "server2", "server3", "manager"].map((name) =>
+          pad(k.cpu[name].toFixed(name === "manager" ? 1 : 0), 8)
+        ).join(" ") + ")",
+    );
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        time: { type: "string" },
+        rounds: { type: "string", default: "3" },
+        workloads: { type: "string", default: "all" },
+        json: { type: "string" },
+        "no-latency": { type: "boolean", default: false },
+        "no-multiget": { type: "boolean", default: false },
+        "server-arg": { type: "string", multiple: true, default: [] },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+    const positional = argv.filter((arg) => /^\d+[smh]?$/.test(arg));
+    values.time ??= positional[0] ?? "10s";
+  } catch (error) {
+    console.error(`bench: ${error instanceof Error ? error.message : error}\n${USAGE}`);
+    return 1;
+  }
+  if (values.help) {
+    console.log(USAGE);
     return 0;
   }
-  const time = args[0] ?? "10s";
-  const dir = await Deno.makeTempDir({ prefix: "kumo-bench-" });
-  const children: Deno.ChildProcess[] = [];
-  try {
-    const memcachedPort = freePort();
-    children.push(spawn("memcached", [
-      "-p",
-      String(memcachedPort),
-      "-l",
-      HOST,
-      "-U",
-      "0",
-      "-t",
-      "2",
-      ...(Deno.uid() === 0 ? ["-u", "root"] : []),
-    ]));
-    const manager = freePort();
-    children.push(spawnRole("manager", ["-l", `${HOST}:${manager}`]));
-    await waitForPort(manager, "kumo-manager");
-    for (let i = 1; i <= 3; i++) {
-      children.push(spawnRole("server", [
-        "-m",
-        `${HOST}:${manager}`,
-        "-l",
-        `${HOST}:${freePort()}`,
-        "-L",
-        String(freePort()),
-        "-s",
-        `${dir}/server${i}.db`,
-      ]));
-    }
-    const gatewayPort = freePort();
-    await attachWhenRegistered({ host: HOST, port: manager }, 3);
-    children.push(
-      spawnRole("gateway", ["-m", `${HOST}:${manager}`, "-t", `${HOST}:${gatewayPort}`]),
-    );
-    await waitForPort(memcachedPort, "memcached");
-    await waitForGateway(gatewayPort);
-    console.log(`memcaslap -t ${time} -c 32 -T 2, 16-byte keys, 100-byte values`);
-    for (const workload of WORKLOADS) {
-      const configPath = `${dir}/${workload.name.replace(/\W+/g, "_")}.cfg`;
-      await Deno.writeTextFile(configPath, workload.config);
-      const memcachedTps = await measure(memcachedPort, configPath, time);
-      const kumoTps = await measure(gatewayPort, configPath, time);
-      console.log(
-        `${workload.name.padEnd(9)} memcached ${String(memcachedTps).padStart(7)} TPS   ` +
-          `kumo ${String(kumoTps).padStart(7)} TPS   ratio ${(kumoTps / memcachedTps).toFixed(2)}`,
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    console.error(`bench: --rounds must be a positive integer, got "${values.rounds}"`);
+    return 1;
+  }
+  if (values.workloads !== "all" && values.workloads !== "primary") {
+    console.error(`bench: --workloads must be all or primary, got "${values.workloads}"`);
+    return 1;
+  }
+  for (const tool of ["memcached", "memcaslap"]) {
+    const found = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).output()
+      .then((output) => output.success, () => false);
+    if (!found) {
+      console.error(
+        `bench: ${tool} not found: apt-get install -y memcached libmemcached-tools`,
       );
+      return 1;
+    }
+  }
+  const workloads = WORKLOADS.filter((w) => values.workloads === "all" || w.primary);
+  let processes: BenchProcesses | undefined;
+  try {
+    processes = await startBenchProcesses(values["server-arg"]);
+    console.log(
+      `memcaslap -t ${values.time} -c ${CONNECTIONS} -T ${THREADS}, ${rounds} alternating ` +
+        `rounds; kumo: 1 manager, 3 servers, 1 gateway (3 synchronous copies)`,
+    );
+    const results: WorkloadResult[] = [];
+    for (const workload of workloads) {
+      const configPath = `${processes.dataDir}/${workload.name.replace(/\W+/g, "_")}.cfg`;
+      await Deno.writeTextFile(configPath, memcaslapConfig(workload));
+      const result: WorkloadResult = { workload, memcached: [], kumo: [] };
+      for (let round = 0; round < rounds; round++) {
+        const order: ("memcached" | "kumo")[] = round % 2 === 0
+          ? ["memcached", "kumo"]
+          : ["kumo", "memcached"];
+        for (const target of order) {
+          const run = await measureRun(processes, target, configPath, values.time);
+          result[target].push(run);
+          console.log(
+            `  ${workload.name} round ${round + 1} ${target.padEnd(9)} ${pad(run.tps, 7)} TPS`,
+          );
+        }
+      }
+      results.push(result);
+    }
+    printThroughput(results);
+
+    const primaryMix = results.find((r) => r.workload.primary && r.workload.getRatio > 0);
+    const keySet = makeKeySet(1000, 64, 1024);
+    let latency:
+      | { ratePerSecond: number; memcached: LatencyResult; kumo: LatencyResult }
+      | undefined;
+    let multiGet: { memcached: MultiGetResult; kumo: MultiGetResult } | undefined;
+    if (!values["no-latency"] || !values["no-multiget"]) {
+      await populate(processes.memcachedPort, keySet);
+      await populate(processes.gatewayPort, keySet);
+    }
+    if (!values["no-latency"] && primaryMix) {
+      const ratePerSecond = Math.max(100, Math.round(summarize(primaryMix.kumo).tps / 2));
+      const options = { ratePerSecond, durationMs: 10_000, connections: CONNECTIONS, seed: 7 };
+      latency = {
+        ratePerSecond,
+        memcached: await measureLatency(processes.memcachedPort, keySet, options),
+        kumo: await measureLatency(processes.gatewayPort, keySet, options),
+      };
+      console.log(
+        `\nlatency, 64B/1KiB 90% get at ${ratePerSecond} ops/s (half of kumo's peak), µs:`,
+      );
+      for (const target of ["memcached", "kumo"] as const) {
+        const r = latency[target];
+        console.log(
+          `  ${target.padEnd(9)} p50 ${pad(r.p50Us, 7)}   p99 ${pad(r.p99Us, 7)}   ` +
+            `p99.9 ${pad(r.p999Us, 7)}   (${r.ops} ops, ${r.errors} errors)`,
+        );
+      }
+    }
+    if (!values["no-multiget"]) {
+      const options = { keysPerGet: 100, durationMs: 5_000, connections: 4, depth: 4 };
+      multiGet = {
+        memcached: await measureMultiGet(processes.memcachedPort, keySet, options),
+        kumo: await measureMultiGet(processes.gatewayPort, keySet, options),
+      };
+      const ratio = multiGet.kumo.keysPerSecond / multiGet.memcached.keysPerSecond;
+      console.log(
+        `\nmulti-get of 100 keys (1 KiB values), 4 connections × 4 in flight: memcached ` +
+          `${multiGet.memcached.keysPerSecond} keys/s, kumo ${multiGet.kumo.keysPerSecond} ` +
+          `keys/s, ratio ${ratio.toFixed(2)} (misses: memcached ` +
+          `${multiGet.memcached.requests * 100 - multiGet.memcached.hits}, kumo ` +
+          `${multiGet.kumo.requests * 100 - multiGet.kumo.hits})`,
+      );
+    }
+    const memory: Record<string, { rssKiB: number; peakRssKiB: number }> = {};
+    for (const [name, pid] of processes.pids) memory[name] = await memoryKiB(pid);
+    console.log(
+      "\npeak RSS, MiB: " +
+        Object.entries(memory).map(([name, m]) => `${name} ${(m.peakRssKiB / 1024).toFixed(0)}`)
+          .join(", "),
+    );
+    if (values.json) {
+      const summary = results.map(({ workload, memcached, kumo }) => {
+        const m = summarize(memcached), k = summarize(kumo);
+        return {
+          workload: workload.name,
+          memcachedTps: m.tps,
+          kumoTps: k.tps,
+          ratio: k.tps / m.tps,
+          memcachedCpuMicrosPerOp: m.total,
+          kumoCpuMicrosPerOp: k.total,
+          kumoCpuMicrosPerOpByProcess: k.cpu,
+        };
+      });
+      await Deno.writeTextFile(
+        values.json,
+        JSON.stringify(
+          {
+            date: new Date().toISOString(),
+            memcaslap: { time: values.time, connections: CONNECTIONS, threads: THREADS, rounds },
+            summary,
+            runs: results,
+            latency,
+            multiGet,
+            memory,
+          },
+          null,
+          2,
+        ) + "\n",
+      );
+      console.log(`written to ${values.json}`);
     }
     return 0;
   } catch (error) {
     console.error(`bench: ${error instanceof Error ? error.message : error}`);
     return 1;
   } finally {
-    for (const child of children) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already exited
-      }
-    }
-    await Promise.all(children.map((child) => child.status));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await processes?.stop();
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args));
+if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

@@ -1,0 +1,68 @@
+/**
+ * CPU and memory of a process from Linux's `/proc`, the currency of `deno task bench`: five
+ * processes share two cores, so wall-clock profiles mislead, while utime + stime count only the
+ * time a process really ran (all its threads: SQLite, the runtime's I/O threads, V8's GC).
+ *
+ * The files are read through `cat`: Deno asks for --allow-all to read another process's
+ * `/proc/<pid>` files, and the bench runs under the narrower `cluster` set (which may run).
+ */
+
+/** The files' contents, concatenated. */
+async function readProcFiles(paths: string[]): Promise<string> {
+  const output = await new Deno.Command("cat", { args: paths, stdout: "piped", stderr: "piped" })
+    .output();
+  if (!output.success) {
+    throw new Error(`cannot read ${paths.join(" ")}: ${new TextDecoder().decode(output.stderr)}`);
+  }
+  return new TextDecoder().decode(output.stdout);
+}
+
+/** Clock ticks per second of `/proc/<pid>/stat` (USER_HZ): 100 on every Linux we run on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** utime + stime of each pid so far, in microseconds. */
+export async function cpuMicros(pids: number[]): Promise<number[]> {
+  // Each stat file is one line.
+  const stats = (await readProcFiles(pids.map((pid) => `/proc/${pid}/stat`))).trimEnd().split("\n");
+  if (stats.length !== pids.length) throw new Error(`cannot split /proc stats: ${stats}`);
+  return stats.map(parseCpuMicros);
+}
+
+function parseCpuMicros(stat: string): number {
+  // The command name (field 2) may contain spaces; the fields after its ")" are fixed.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 (utime, stime) are at 11 and 12 once the first two are cut.
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks * (1_000_000 / CLOCK_TICKS_PER_SECOND);
+}
+
+/** Resident set size now and at its peak (VmRSS, VmHWM), in KiB. */
+export async function memoryKiB(pid: number): Promise<{ rssKiB: number; peakRssKiB: number }> {
+  const status = await readProcFiles([`/proc/${pid}/status`]);
+  const field = (name: string) =>
+    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+  return { rssKiB: field("VmRSS"), peakRssKiB: field("VmHWM") };
+}
+
+/** CPU of named processes over an interval: `sample()` before, `microsSince()` after. */
+export class CpuMeter {
+  readonly #pids: ReadonlyMap<string, number>;
+  #before = new Map<string, number>();
+
+  constructor(pids: ReadonlyMap<string, number>) {
+    this.#pids = pids;
+  }
+
+  async sample(): Promise<void> {
+    const micros = await cpuMicros([...this.#pids.values()]);
+    this.#before = new Map([...this.#pids.keys()].map((name, i) => [name, micros[i]]));
+  }
+
+  /** CPU µs each process spent since `sample()`. */
+  async microsSince(): Promise<Map<string, number>> {
+    const micros = await cpuMicros([...this.#pids.values()]);
+    return new Map(
+      [...this.#pids.keys()].map((name, i) => [name, micros[i] - (this.#before.get(name) ?? 0)]),
+    );
+  }
+}

@@ -66,9 +66,9 @@ export function compareKeys(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** A binary-safe map key: one UTF-16 unit per byte. */
-function mapKey(key: Uint8Array): string {
-  let text = "";
+/** A binary-safe map key for (hash, key), the stores' identity: one UTF-16 unit per byte. */
+function mapKey(key: Uint8Array, hash: bigint): string {
+  let text = `${hash}:`;
   for (const byte of key) text += String.fromCharCode(byte);
   return text;
 }
@@ -90,30 +90,30 @@ export class MemoryStore implements Store {
   readonly #records = new Map<string, StoredRecord>();
   #closed = false;
 
-  get(key: Uint8Array): StoredRecord | undefined {
+  get(key: Uint8Array, hash: bigint): StoredRecord | undefined {
     this.#assertOpen();
-    return this.#records.get(mapKey(key));
+    return this.#records.get(mapKey(key, hash));
   }
 
   put(record: StoredRecord): void {
     this.#assertOpen();
     assertValidRecord(record);
-    this.#records.set(mapKey(record.key), copyRecord(record));
+    this.#records.set(mapKey(record.key, record.hash), copyRecord(record));
   }
 
   putIfNewer(record: StoredRecord): boolean {
     this.#assertOpen();
     assertValidRecord(record);
-    const key = mapKey(record.key);
+    const key = mapKey(record.key, record.hash);
     if (!isNewerWrite(this.#records.get(key)?.clockTime, record.clockTime)) return false;
     this.#records.set(key, copyRecord(record));
     return true;
   }
 
-  removeTombstoneIfNotNewer(key: Uint8Array, clockTime: bigint): boolean {
+  removeTombstoneIfNotNewer(key: Uint8Array, hash: bigint, clockTime: bigint): boolean {
     this.#assertOpen();
     assertUint64("clockTime", clockTime);
-    const textKey = mapKey(key);
+    const textKey = mapKey(key, hash);
     const stored = this.#records.get(textKey);
     const state = stored && { clockTime: stored.clockTime, isTombstone: stored.value === null };
     if (!isRemovableTombstone(state, clockTime)) return false;
@@ -121,9 +121,9 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  remove(key: Uint8Array): boolean {
+  remove(key: Uint8Array, hash: bigint): boolean {
     this.#assertOpen();
-    return this.#records.delete(mapKey(key));
+    return this.#records.delete(mapKey(key, hash));
   }
 
   count(): number {

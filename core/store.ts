@@ -23,9 +23,13 @@ export interface StoredRecord {
   readonly value: Uint8Array | null;
 }
 
+/**
+ * Keyed operations take the key with its ring hash: records are stored in (hash, key) order, so
+ * the hash finds them (and a replace reads ring ranges in order) without a second index.
+ */
 export interface Store {
   /** The stored record (live or tombstone), or undefined. Expiry is not checked here. */
-  get(key: Uint8Array): StoredRecord | undefined;
+  get(key: Uint8Array, hash: bigint): StoredRecord | undefined;
   /** Unconditional write (live record or tombstone). */
   put(record: StoredRecord): void;
   /**
@@ -37,9 +41,9 @@ export interface Store {
    * Removes the record iff it is a tombstone whose clockTime is at most `clockTime`
    * (tombstone garbage collection). Returns whether it removed.
    */
-  removeTombstoneIfNotNewer(key: Uint8Array, clockTime: bigint): boolean;
+  removeTombstoneIfNotNewer(key: Uint8Array, hash: bigint, clockTime: bigint): boolean;
   /** Removes the record (live or tombstone) unconditionally — flush_all. Returns whether it existed. */
-  remove(key: Uint8Array): boolean;
+  remove(key: Uint8Array, hash: bigint): boolean;
   /** Number of stored records, tombstones included (kumostat `items`). */
   count(): number;
   /** Records (live and tombstones) whose hash is in [fromHash, toHash], in hash order. */

@@ -18,6 +18,7 @@ export const TOMBSTONE_ENTRY_OVERHEAD_BYTES = 8;
 /** A tombstone to reclaim: remove `key` iff its stored tombstone is not newer than `clockTime`. */
 export interface TombstoneEntry {
   readonly key: Uint8Array;
+  readonly hash: bigint;
   readonly clockTime: bigint;
 }
 
@@ -79,8 +80,8 @@ export class TombstoneQueue {
   }
 
   /** Queues a written tombstone. The key is copied: callers' buffers may be reused. */
-  push(key: Uint8Array, clockTime: bigint): void {
-    this.#entries.push({ key: key.slice(), clockTime });
+  push(key: Uint8Array, hash: bigint, clockTime: bigint): void {
+    this.#entries.push({ key: key.slice(), hash, clockTime });
     this.#sizeBytes += tombstoneEntryBytes(key);
   }
 

@@ -386,7 +386,7 @@ export class Server {
     const problem = ownershipProblem(this.address, this.readHashSpace, dbKey.hash);
     if (problem) throw new RpcError(RpcErrorCode.SERVER_ERROR, problem);
     this.counters.cmdGet++;
-    const record = this.store.get(dbKey.key);
+    const record = this.store.get(dbKey.key, dbKey.hash);
     if (params[1] === true) return record ? encodeDbValue(record) : null;
     return isLive(record, this.#now()) ? encodeDbValue(record!) : null;
   }
@@ -452,12 +452,12 @@ export class Server {
     // Also for plain sets: the version must be newer than the copy still on its way here.
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const stored = this.store.get(dbKey.key, dbKey.hash);
     if (operation === SetOperation.Cas) {
-      const stored = this.store.get(dbKey.key);
       if (!isLive(stored, this.#now())) return 0;
       if (stored!.clockTime !== incoming.clockTime) return false;
     }
-    const clockTime = this.#versionAfter(this.store.get(dbKey.key));
+    const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.store.putIfNewer(record);
     const replication = this.#replicate(
@@ -481,11 +481,11 @@ export class Server {
     this.counters.cmdDelete++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
-    const current = this.store.get(dbKey.key);
+    const current = this.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.#now())) return false;
     const clockTime = this.#versionAfter(current);
     if (this.store.putIfNewer(tombstone(dbKey, clockTime))) {
-      this.#garbage.recordDelete(dbKey.key, clockTime);
+      this.#garbage.recordDelete(dbKey.key, dbKey.hash, clockTime);
     }
     const replication = this.#replicate(
       targets,
@@ -518,7 +518,7 @@ export class Server {
     else this.counters.cmdSet++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
-    const stored = this.store.get(dbKey.key);
+    const stored = this.store.get(dbKey.key, dbKey.hash);
     let outcome;
     try {
       const item = { flags: incoming.flags, expireAt: incoming.expireAt, value: incoming.value };
@@ -537,7 +537,7 @@ export class Server {
       value: outcome.write.value,
     };
     if (this.store.putIfNewer(record) && record.value === null) {
-      this.#garbage.recordDelete(record.key, clockTime);
+      this.#garbage.recordDelete(record.key, record.hash, clockTime);
     }
     const replication = record.value === null
       ? this.#replicate(
@@ -585,11 +585,11 @@ export class Server {
   }
 
   #removeLiveItems(): void {
-    const live: Uint8Array[] = [];
+    const live: StoredRecord[] = [];
     for (const record of this.store.scanHashRange(0n, UINT64_MAX)) {
-      if (record.value !== null) live.push(record.key);
+      if (record.value !== null) live.push(record);
     }
-    for (const key of live) this.store.remove(key);
+    for (const { key, hash } of live) this.store.remove(key, hash);
   }
 
   /**
@@ -695,7 +695,7 @@ export class Server {
     const written = this.store.putIfNewer(
       tombstone({ ...dbKey, key: copyBytes(dbKey.key) }, clockTime),
     );
-    if (written) this.#garbage.recordDelete(dbKey.key, clockTime);
+    if (written) this.#garbage.recordDelete(dbKey.key, dbKey.hash, clockTime);
     await this.store.commit();
     return written;
   }

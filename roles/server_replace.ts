@@ -122,8 +122,8 @@ export class ReplaceWorker {
   #removeRanges(ranges: HashRange[]): number {
     let removed = 0;
     for (const range of ranges) {
-      const keys = [...this.host.store.scanHashRange(range.from, range.to)].map((r) => r.key);
-      for (const key of keys) if (this.host.store.remove(key)) removed++;
+      const records = [...this.host.store.scanHashRange(range.from, range.to)];
+      for (const { key, hash } of records) if (this.host.store.remove(key, hash)) removed++;
     }
     return removed;
   }

@@ -15,16 +15,13 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { clearImmediate, setImmediate } from "node:timers";
 import type { Store, StoredRecord } from "../core/store.ts";
-import {
-  assertHashRange,
-  assertUint64,
-  assertValidRecord,
-  isNewerWrite,
-  isRemovableTombstone,
-} from "../core/memory_store.ts";
+import { assertHashRange, assertUint64, assertValidRecord } from "../core/memory_store.ts";
 
-/** Bumped on any change of the tables below; a file of another version is refused. */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped on any change of the tables below. A version-1 file (the first layout) is upgraded in
+ * place when opened; a file of any other version is refused.
+ */
+export const SCHEMA_VERSION = 2;
 
 const SIGN_BIT = 1n << 63n;
 
@@ -45,8 +42,12 @@ export interface SqliteStoreOptions {
   readonly cacheSizeKiB?: number;
   /** Memory-mapped I/O window, bytes (default 256 MiB; 0 disables). */
   readonly mmapSizeBytes?: number;
-  /** WAL pages before an automatic checkpoint (default 10000 ≈ 40 MiB; SQLite's own is 1000). */
-  readonly walAutocheckpointPages?: number;
+  /**
+   * How often, while writes come in, a worker thread checkpoints the WAL into the database
+   * (default 250 ms). 0 turns the worker off and lets SQLite checkpoint inside COMMIT every
+   * 1000 pages (SQLite's own behaviour, which stalls the event loop for the whole copy).
+   */
+  readonly checkpointIntervalMs?: number;
   /** How long a statement waits for a lock held by another connection, ms (default 5000). */
   readonly busyTimeoutMs?: number;
   readonly commitMode?: CommitMode;
@@ -56,27 +57,80 @@ export interface SqliteStoreOptions {
   readonly beforeCommit?: () => void;
 }
 
+/**
+ * A rowid table with the value inline and one unique index on (hash, key).
+ *
+ * Chosen by measurement (tests/store_layout_bench.ts; node:sqlite, 40k rows of 64-byte keys,
+ * transactions of 4): a `WITHOUT ROWID` table keyed by the key spills every value over ~1 KiB
+ * into overflow pages (72 µs per 1 KiB write, 13 µs per read, 3.2× the file size); a rowid
+ * table appends rows in insertion order and only the small index entries land at random
+ * places (19 µs, 7 µs). The (hash, key) index serves point lookups and the replace's ring-range
+ * scans alike, where keying by the key needs a second index on the hash (28 µs per write).
+ */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS records (
-    key BLOB PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
     hash INTEGER NOT NULL,
+    key BLOB NOT NULL,
     clock INTEGER NOT NULL,
     flags INTEGER NOT NULL,
     expire INTEGER NOT NULL,
-    value BLOB
-  ) WITHOUT ROWID;
-  CREATE INDEX IF NOT EXISTS records_by_hash ON records (hash);
+    value BLOB,
+    UNIQUE (hash, key)
+  );
 `;
 
-const RECORD_COLUMNS = "key, hash, clock, flags, expire, value";
+/** The first layout: keyed by the key, value inline, a second index on the hash. */
+const SCHEMA_V1_RECORDS = "records_v1";
+
+const UPGRADE_FROM_V1 = `
+  ALTER TABLE records RENAME TO ${SCHEMA_V1_RECORDS};
+  DROP INDEX IF EXISTS records_by_hash;
+  ${SCHEMA}
+  INSERT INTO records (hash, key, clock, flags, expire, value)
+    SELECT hash, key, clock, flags, expire, value FROM ${SCHEMA_V1_RECORDS} ORDER BY hash, key;
+  DROP TABLE ${SCHEMA_V1_RECORDS};
+  UPDATE meta SET value = 2 WHERE name = 'schema_version';
+`;
+
+const RECORD_COLUMNS = "hash, key, clock, flags, expire, value";
+
+const DEFAULT_CHECKPOINT_INTERVAL_MS = 250;
+/**
+ * SQLite's own checkpoint inside COMMIT, with the worker on: only a backstop should the worker
+ * fall far behind (64k pages = 256 MiB of WAL).
+ */
+const BACKSTOP_AUTOCHECKPOINT_PAGES = 64_000;
+
+/**
+ * `isClockTimeBefore(a, b)` (core/clock_time.ts) as an SQL expression over two stored clocks,
+ * so that newer-wins is one statement. Clocks are stored as signed 64-bit: the masks take the
+ * seconds and counter halves back as unsigned 32-bit values. Within 5 seconds the (wrap-aware)
+ * counters decide, otherwise the seconds.
+ */
+export function clockBeforeSql(a: string, b: string): string {
+  const seconds = (x: string) => `((${x} >> 32) & 4294967295)`;
+  const counter = (x: string) => `(${x} & 4294967295)`;
+  const [sa, sb, ca, cb] = [seconds(a), seconds(b), counter(a), counter(b)];
+  return `(CASE WHEN abs(${sa} - ${sb}) < 5 THEN (CASE
+      WHEN ${ca} = ${cb} THEN ${sa} < ${sb}
+      WHEN ${ca} < 1024 AND ${cb} > 4194304 THEN 0
+      WHEN ${cb} < 1024 AND ${ca} > 4194304 THEN 1
+      ELSE ${ca} < ${cb} END)
+    ELSE ${sa} < ${sb} END)`;
+}
+
+const UPSERT = `INSERT INTO records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
+  ON CONFLICT (hash, key) DO UPDATE SET clock = excluded.clock, flags = excluded.flags,
+    expire = excluded.expire, value = excluded.value`;
 
 interface RecordRow {
-  key: Uint8Array;
   hash: bigint;
+  key: Uint8Array;
   clock: bigint;
   flags: bigint;
   expire: bigint;
@@ -163,6 +217,120 @@ self.onmessage = async (event) => {
 };
 `;
 
+/**
+ * Runs in a worker: checkpoints the WAL on a connection of its own, so the copy into the
+ * database (and its fsync) never runs inside a COMMIT on the event loop. A PASSIVE checkpoint
+ * takes no writer lock: the server keeps writing meanwhile. Once a checkpoint has copied the
+ * whole WAL, the next write transaction starts the WAL over from its beginning.
+ *
+ * The connection is open only during a checkpoint, and the shared state word says when: the
+ * store's close() waits for a checkpoint under way and then forbids new ones, so no connection
+ * of the worker outlives the store (which would race with the removal of its files).
+ */
+const CHECKPOINT_WORKER_SOURCE = `
+import { DatabaseSync } from "node:sqlite";
+const IDLE = 0, BUSY = 1;
+let settings;
+let timer;
+function checkpoint() {
+  timer = undefined;
+  if (Atomics.compareExchange(settings.state, 0, IDLE, BUSY) !== IDLE) return;
+  let reply = { ok: true };
+  try {
+    const db = new DatabaseSync(settings.path);
+    try {
+      db.exec("PRAGMA busy_timeout = " + Number(settings.busyTimeoutMs));
+      db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    } finally {
+      db.close();
+    }
+  } catch (error) {
+    reply = { ok: false, message: String(error?.message ?? error) };
+  }
+  Atomics.store(settings.state, 0, IDLE);
+  Atomics.notify(settings.state, 0);
+  self.postMessage(reply);
+}
+self.onmessage = (event) => {
+  const message = event.data;
+  if (message.type === "open") {
+    settings = { ...message, state: new Int32Array(message.stateBuffer) };
+  } else if (message.type === "dirty" && timer === undefined) {
+    timer = setTimeout(checkpoint, settings.intervalMs);
+  }
+};
+`;
+
+const CHECKPOINT_IDLE = 0;
+const CHECKPOINT_BUSY = 1;
+const CHECKPOINT_CLOSED = 2;
+/** close() waits at most this long for a checkpoint under way (it has a busy timeout too). */
+const CHECKPOINT_CLOSE_WAIT_MS = 30_000;
+
+/** The store's side of the checkpoint worker: one "dirty" notice per checkpoint, at most. */
+class CheckpointWorker {
+  readonly #path: string;
+  readonly #intervalMs: number;
+  readonly #busyTimeoutMs: number;
+  readonly #state = new Int32Array(new SharedArrayBuffer(4));
+  #worker: Worker | undefined;
+  #url: string | undefined;
+  /** A checkpoint was asked for and has not run yet. */
+  #requested = false;
+
+  constructor(path: string, intervalMs: number, busyTimeoutMs: number) {
+    this.#path = path;
+    this.#intervalMs = intervalMs;
+    this.#busyTimeoutMs = busyTimeoutMs;
+  }
+
+  /** Called after every write: asks for a checkpoint unless one is already due. */
+  wrote(): void {
+    if (this.#requested || Atomics.load(this.#state, 0) === CHECKPOINT_CLOSED) return;
+    this.#requested = true;
+    this.#start().postMessage({ type: "dirty" });
+  }
+
+  /** The worker, started on the first write: a store that is only read never needs one. */
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    this.#url = URL.createObjectURL(
+      new Blob([CHECKPOINT_WORKER_SOURCE], { type: "text/javascript" }),
+    );
+    const worker = this.#worker = new Worker(this.#url, { type: "module" });
+    worker.onmessage = () => {
+      // A failed checkpoint is retried after the next write; the backstop keeps the WAL bounded.
+      this.#requested = false;
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      this.#requested = false;
+    };
+    worker.postMessage({
+      type: "open",
+      path: this.#path,
+      intervalMs: this.#intervalMs,
+      busyTimeoutMs: this.#busyTimeoutMs,
+      stateBuffer: this.#state.buffer,
+    });
+    return worker;
+  }
+
+  /** Waits for a checkpoint under way, then stops the worker; none runs after this returns. */
+  close(): void {
+    const deadline = Date.now() + CHECKPOINT_CLOSE_WAIT_MS;
+    while (
+      Atomics.compareExchange(this.#state, 0, CHECKPOINT_IDLE, CHECKPOINT_CLOSED) ===
+        CHECKPOINT_BUSY && Date.now() < deadline
+    ) {
+      Atomics.wait(this.#state, 0, CHECKPOINT_BUSY, 100);
+    }
+    Atomics.store(this.#state, 0, CHECKPOINT_CLOSED);
+    this.#worker?.terminate();
+    if (this.#url) URL.revokeObjectURL(this.#url);
+  }
+}
+
 interface CommitWaiter {
   resolve(): void;
   reject(error: Error): void;
@@ -174,12 +342,14 @@ export class SqliteStore implements Store {
   readonly #options: SqliteStoreOptions;
   readonly #commitMode: CommitMode;
   readonly #getStatement: StatementSync;
-  readonly #clockStatement: StatementSync;
-  readonly #upsertStatement: StatementSync;
+  readonly #putStatement: StatementSync;
+  readonly #putIfNewerStatement: StatementSync;
+  readonly #removeTombstoneStatement: StatementSync;
   readonly #deleteStatement: StatementSync;
   readonly #countStatement: StatementSync;
   readonly #beginStatement: StatementSync;
   readonly #commitStatement: StatementSync;
+  readonly #checkpoints: CheckpointWorker | undefined;
   #inTransaction = false;
   #commitWaiters: CommitWaiter[] = [];
   #cancelScheduledCommit: (() => void) | undefined;
@@ -197,19 +367,25 @@ export class SqliteStore implements Store {
       statement.setReadBigInts(true);
       return statement;
     };
-    this.#getStatement = prepare(`SELECT ${RECORD_COLUMNS} FROM records WHERE key = ?`);
-    this.#clockStatement = prepare(
-      "SELECT clock, value IS NULL AS dead FROM records WHERE key = ?",
+    this.#getStatement = prepare(
+      "SELECT clock, flags, expire, value FROM records WHERE hash = ? AND key = ?",
     );
-    this.#upsertStatement = prepare(
-      `INSERT INTO records (${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (key) DO UPDATE SET hash = excluded.hash, clock = excluded.clock,
-         flags = excluded.flags, expire = excluded.expire, value = excluded.value`,
+    this.#putStatement = prepare(UPSERT);
+    this.#putIfNewerStatement = prepare(
+      `${UPSERT} WHERE ${clockBeforeSql("records.clock", "excluded.clock")}`,
     );
-    this.#deleteStatement = prepare("DELETE FROM records WHERE key = ?");
+    this.#removeTombstoneStatement = prepare(
+      `DELETE FROM records WHERE hash = ?1 AND key = ?2 AND value IS NULL
+         AND NOT ${clockBeforeSql("?3", "clock")}`,
+    );
+    this.#deleteStatement = prepare("DELETE FROM records WHERE hash = ? AND key = ?");
     this.#countStatement = prepare("SELECT count(*) AS n FROM records");
     this.#beginStatement = prepare("BEGIN");
     this.#commitStatement = prepare("COMMIT");
+    const checkpointIntervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    this.#checkpoints = path === ":memory:" || checkpointIntervalMs === 0
+      ? undefined
+      : new CheckpointWorker(path, checkpointIntervalMs, options.busyTimeoutMs ?? 5000);
   }
 
   /**
@@ -222,8 +398,7 @@ export class SqliteStore implements Store {
     try {
       db = new DatabaseSync(path);
       SqliteStore.#configure(db, options);
-      db.exec(SCHEMA);
-      SqliteStore.#checkSchemaVersion(db);
+      SqliteStore.#createOrUpgradeSchema(db);
       return new SqliteStore(path, db, options);
     } catch (error) {
       if (db?.isOpen) db.close();
@@ -234,80 +409,112 @@ export class SqliteStore implements Store {
   static #configure(db: DatabaseSync, options: SqliteStoreOptions): void {
     const cacheSizeKiB = options.cacheSizeKiB ?? 64 * 1024;
     const mmapSizeBytes = options.mmapSizeBytes ?? 256 * 1024 * 1024;
-    const walAutocheckpointPages = options.walAutocheckpointPages ?? 10_000;
+    const checkpointIntervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
-    for (const value of [cacheSizeKiB, mmapSizeBytes, walAutocheckpointPages, busyTimeoutMs]) {
+    for (const value of [cacheSizeKiB, mmapSizeBytes, checkpointIntervalMs, busyTimeoutMs]) {
       if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`Bad option ${value}`);
     }
     db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
-    // Concurrent readers (backup) and cheap commits both need WAL; a file system without
-    // shared-memory locking silently stays in another mode, which we refuse.
+    // Concurrent readers (backup, the checkpoint worker) and cheap commits both need WAL; a
+    // file system without shared-memory locking silently stays in another mode, which we refuse.
     const journalMode = String(db.prepare("PRAGMA journal_mode = WAL").get()?.journal_mode);
     if (journalMode !== "wal" && journalMode !== "memory") {
       throw new Error(`cannot use WAL mode (journal_mode is ${journalMode})`);
     }
+    const autocheckpointPages = checkpointIntervalMs === 0 ? 1000 : BACKSTOP_AUTOCHECKPOINT_PAGES;
     db.exec(`
       PRAGMA synchronous = NORMAL;
       PRAGMA cache_size = -${cacheSizeKiB};
       PRAGMA mmap_size = ${mmapSizeBytes};
-      PRAGMA wal_autocheckpoint = ${walAutocheckpointPages};
+      PRAGMA wal_autocheckpoint = ${autocheckpointPages};
       PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES};
       PRAGMA temp_store = MEMORY;
     `);
   }
 
-  static #checkSchemaVersion(db: DatabaseSync): void {
-    db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)")
-      .run(SCHEMA_VERSION);
-    const row = db.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get();
-    const version = Number(row?.value);
-    if (version !== SCHEMA_VERSION) {
-      throw new Error(
-        `it has schema version ${version}; this kumo reads version ${SCHEMA_VERSION}`,
-      );
+  /** Creates the tables in a new file, upgrades a version-1 file, refuses any other version. */
+  static #createOrUpgradeSchema(db: DatabaseSync): void {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const hasMeta = db.prepare(
+        "SELECT 1 AS found FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+      ).get() !== undefined;
+      const stored = hasMeta
+        ? db.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get()
+        : undefined;
+      const version = stored === undefined ? undefined : Number(stored.value);
+      if (version === undefined) {
+        db.exec(SCHEMA);
+        db.prepare("INSERT INTO meta (name, value) VALUES ('schema_version', ?)")
+          .run(SCHEMA_VERSION);
+      } else if (version === 1) {
+        db.exec(UPGRADE_FROM_V1);
+      } else if (version !== SCHEMA_VERSION) {
+        throw new Error(
+          `it has schema version ${version}; this kumo reads versions 1 (upgraded when opened)` +
+            ` and ${SCHEMA_VERSION}`,
+        );
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      throw error;
     }
   }
 
-  get(key: Uint8Array): StoredRecord | undefined {
-    const row = this.#getStatement.get(key) as RecordRow | undefined;
-    return row === undefined ? undefined : rowToRecord(row);
+  get(key: Uint8Array, hash: bigint): StoredRecord | undefined {
+    const row = this.#getStatement.get(hashToSql(hash), key) as
+      | Omit<RecordRow, "hash" | "key">
+      | undefined;
+    if (row === undefined) return undefined;
+    return {
+      key,
+      hash,
+      clockTime: clockFromSql(row.clock),
+      flags: Number(row.flags),
+      expireAt: Number(row.expire),
+      value: row.value,
+    };
   }
 
   put(record: StoredRecord): void {
+    this.#write(this.#putStatement, record);
+  }
+
+  putIfNewer(record: StoredRecord): boolean {
+    return this.#write(this.#putIfNewerStatement, record);
+  }
+
+  /** Runs an upsert of `record`; returns whether a row was inserted or updated. */
+  #write(statement: StatementSync, record: StoredRecord): boolean {
     assertValidRecord(record);
     this.#beforeWrite();
-    this.#upsertStatement.run(
-      record.key,
+    const result = statement.run(
       hashToSql(record.hash),
+      record.key,
       clockToSql(record.clockTime),
       record.flags,
       record.expireAt,
       record.value,
     );
+    this.#checkpoints?.wrote();
+    return result.changes !== 0 && result.changes !== 0n;
   }
 
-  putIfNewer(record: StoredRecord): boolean {
-    assertValidRecord(record);
-    const stored = this.#clockStatement.get(record.key) as { clock: bigint } | undefined;
-    const storedClockTime = stored === undefined ? undefined : clockFromSql(stored.clock);
-    if (!isNewerWrite(storedClockTime, record.clockTime)) return false;
-    this.put(record);
-    return true;
-  }
-
-  removeTombstoneIfNotNewer(key: Uint8Array, clockTime: bigint): boolean {
+  removeTombstoneIfNotNewer(key: Uint8Array, hash: bigint, clockTime: bigint): boolean {
     assertUint64("clockTime", clockTime);
-    const row = this.#clockStatement.get(key) as { clock: bigint; dead: bigint } | undefined;
-    const stored = row && { clockTime: clockFromSql(row.clock), isTombstone: row.dead === 1n };
-    if (!isRemovableTombstone(stored, clockTime)) return false;
     this.#beforeWrite();
-    this.#deleteStatement.run(key);
-    return true;
+    const result = this.#removeTombstoneStatement.run(
+      hashToSql(hash),
+      key,
+      clockToSql(clockTime),
+    );
+    return result.changes !== 0 && result.changes !== 0n;
   }
 
-  remove(key: Uint8Array): boolean {
+  remove(key: Uint8Array, hash: bigint): boolean {
     this.#beforeWrite();
-    return Number(this.#deleteStatement.run(key).changes) > 0;
+    return Number(this.#deleteStatement.run(hashToSql(hash), key).changes) > 0;
   }
 
   count(): number {
@@ -419,6 +626,7 @@ export class SqliteStore implements Store {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#checkpoints?.close();
     for (const fail of [...this.#runningBackups]) fail(new Error("store closed"));
     const commitError = this.#inTransaction ? this.#commitNow() : undefined;
     this.#db.close();

@@ -116,9 +116,9 @@ export class TombstoneCollector {
    * and reclaims what the queue rules give now. Never throws: a store failure goes to `onError`,
    * since garbage collection must not fail the delete that triggered it.
    */
-  recordDelete(key: Uint8Array, clockTime: bigint): void {
+  recordDelete(key: Uint8Array, hash: bigint, clockTime: bigint): void {
     if (this.#closed) return;
-    this.#queue.push(key, clockTime);
+    this.#queue.push(key, hash, clockTime);
     try {
       this.#removedByQueue += this.#removeAll(this.#queue.collect(this.#nowSeconds()));
     } catch (error) {
@@ -211,7 +211,7 @@ export class TombstoneCollector {
         record.value === null &&
         isOlderThan(record.clockTime, this.#queue.maxAgeSeconds, nowSeconds)
       ) {
-        expired.push({ key: record.key, clockTime: record.clockTime });
+        expired.push({ key: record.key, hash: record.hash, clockTime: record.clockTime });
       }
       last = { hash: record.hash, key: record.key };
       if (++read === this.#scanSliceRecords) break;
@@ -225,7 +225,9 @@ export class TombstoneCollector {
   #removeAll(entries: readonly TombstoneEntry[]): number {
     let removed = 0;
     for (const entry of entries) {
-      if (this.#store.removeTombstoneIfNotNewer(entry.key, entry.clockTime)) removed++;
+      if (this.#store.removeTombstoneIfNotNewer(entry.key, entry.hash, entry.clockTime)) {
+        removed++;
+      }
     }
     return removed;
   }

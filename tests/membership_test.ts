@@ -135,7 +135,9 @@ Deno.test("kumoctl detach re-replicates a dead server's keys; full-replace repai
     assert.equal(total(), 3 * keys.length, "back to 3 copies on the 3 survivors");
     // Lose one copy behind the cluster's back; full-replace ships every record to every owner.
     const damaged = cluster.servers[0];
-    const removed = keys.filter((key) => damaged.store.remove(text.encode(key))).length;
+    const removed = keys.filter((key) =>
+      damaged.store.remove(text.encode(key), hash64(text.encode(key)))
+    ).length;
     assert.ok(removed > 0);
     await kumoctl("full-replace");
     await cluster.waitForReplaceFinished();

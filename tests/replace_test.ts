@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { formatAddress } from "../core/address.ts";
+import { hash64OfText } from "../core/hash.ts";
 import { SqliteStore } from "../roles/sqlite_store.ts";
 import { main as kumoctl } from "../tools/kumoctl.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
@@ -101,7 +102,7 @@ Deno.test("a server back with its old database serves no stale or deleted value"
     await replaceFinished(cluster);
     await expectValues(client, expected);
     for (const [key, value] of expected) {
-      const record = returned.store.get(new TextEncoder().encode(key));
+      const record = returned.store.get(new TextEncoder().encode(key), hash64OfText(key));
       const held = record?.value ? new TextDecoder().decode(record.value) : undefined;
       if (value === undefined) {
         assert.equal(held, undefined, `deleted ${key} resurrected on the returned server`);

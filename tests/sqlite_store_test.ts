@@ -16,8 +16,8 @@ class TempDirStore implements Store {
     const dir = await Deno.makeTempDir({ prefix: "kumo-store-" });
     return new TempDirStore(SqliteStore.open(`${dir}/store.db`), dir);
   }
-  get(key: Uint8Array) {
-    return this.inner.get(key);
+  get(key: Uint8Array, hash: bigint) {
+    return this.inner.get(key, hash);
   }
   put(stored: StoredRecord) {
     this.inner.put(stored);
@@ -25,11 +25,11 @@ class TempDirStore implements Store {
   putIfNewer(stored: StoredRecord) {
     return this.inner.putIfNewer(stored);
   }
-  removeTombstoneIfNotNewer(key: Uint8Array, clockTime: bigint) {
-    return this.inner.removeTombstoneIfNotNewer(key, clockTime);
+  removeTombstoneIfNotNewer(key: Uint8Array, hash: bigint, clockTime: bigint) {
+    return this.inner.removeTombstoneIfNotNewer(key, hash, clockTime);
   }
-  remove(key: Uint8Array) {
-    return this.inner.remove(key);
+  remove(key: Uint8Array, hash: bigint) {
+    return this.inner.remove(key, hash);
   }
   count() {
     return this.inner.count();
@@ -143,9 +143,12 @@ Deno.test("SqliteStore: reopening after close keeps data (close commits pending 
     const second = SqliteStore.open(path);
     try {
       assert.equal(second.count(), 2);
-      assert.deepEqual(plain(second.get(bytes("live"))), plain(record("live", t(1), "v", 42n)));
       assert.deepEqual(
-        plain(second.get(bytes("dead"))),
+        plain(second.get(bytes("live"), 42n)),
+        plain(record("live", t(1), "v", 42n)),
+      );
+      assert.deepEqual(
+        plain(second.get(bytes("dead"), 1n << 63n)),
         plain(record("dead", t(2), null, 1n << 63n)),
       );
     } finally {
@@ -162,7 +165,7 @@ Deno.test("SqliteStore: a failed COMMIT rejects its waiters, rolls back, and the
     const waiter = store.commit();
     await assert.rejects(waiter, /database or disk is full \(injected\)/);
     assert.equal(reported.length, 1);
-    assert.equal(store.get(bytes("lost")), undefined, "rolled back");
+    assert.equal(store.get(bytes("lost"), 1000n), undefined, "rolled back");
     assert.equal(committedCount(path), 0);
     store.put(record("kept", t(2), "v"));
     await store.commit();
@@ -264,7 +267,50 @@ Deno.test("SqliteStore: a file of another schema version is refused", async () =
   });
 });
 
-Deno.test("SqliteStore: hash-range scans use the hash index, no sort", async () => {
+Deno.test("SqliteStore: a version-1 file (keyed by the key) is upgraded in place", async () => {
+  await withTempDir((dir) => {
+    const path = `${dir}/v1.db`;
+    const db = new DatabaseSync(path);
+    db.exec(`
+      PRAGMA journal_mode = WAL;
+      CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO meta VALUES ('schema_version', 1);
+      CREATE TABLE records (key BLOB PRIMARY KEY, hash INTEGER NOT NULL, clock INTEGER NOT NULL,
+        flags INTEGER NOT NULL, expire INTEGER NOT NULL, value BLOB) WITHOUT ROWID;
+      CREATE INDEX records_by_hash ON records (hash);
+    `);
+    // Hashes are stored sign-flipped: -2^63 is ring hash 0, -2^63 + 7 is ring hash 7.
+    const insert = db.prepare("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)");
+    insert.run(bytes("live"), -(2n ** 63n), 5n, 42, 1_900_000_000, bytes("value"));
+    insert.run(bytes("dead"), -(2n ** 63n) + 7n, 6n, 0, 0, null);
+    db.close();
+    const store = SqliteStore.open(path);
+    try {
+      assert.deepEqual(plain(store.get(bytes("live"), 0n)), {
+        key: [...bytes("live")],
+        hash: 0n,
+        clockTime: 5n,
+        flags: 42,
+        expireAt: 1_900_000_000,
+        value: [...bytes("value")],
+      });
+      assert.equal(store.get(bytes("dead"), 7n)?.value, null);
+      assert.equal(store.count(), 2);
+      assert.equal(store.putIfNewer(record("live", 9n, "newer", 0n)), true);
+    } finally {
+      store.close();
+    }
+    const reader = new DatabaseSync(path, { readOnly: true });
+    try {
+      const version = reader.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get();
+      assert.equal(Number(version?.value), 2);
+    } finally {
+      reader.close();
+    }
+  });
+});
+
+Deno.test("SqliteStore: hash-range scans use the (hash, key) index, no sort", async () => {
   await withStore((_store, path) => {
     const reader = new DatabaseSync(path, { readOnly: true });
     try {
@@ -272,7 +318,7 @@ Deno.test("SqliteStore: hash-range scans use the hash index, no sort", async () 
         "EXPLAIN QUERY PLAN SELECT key, hash, clock, flags, expire, value FROM records " +
           "WHERE hash BETWEEN ? AND ? ORDER BY hash, key",
       ).all(0, 1).map((row) => String(row.detail)).join("\n");
-      assert.match(plan, /records_by_hash/);
+      assert.match(plan, /USING INDEX sqlite_autoindex_records_1/);
       assert.doesNotMatch(plan, /TEMP B-TREE/);
     } finally {
       reader.close();
@@ -326,10 +372,10 @@ Deno.test("SqliteStore: backup copies a consistent snapshot while writes continu
     try {
       const copied = copy.count();
       assert.ok(copied >= before + 1 && copied <= before + 1 + writesDuringBackup, `${copied}`);
-      assert.notEqual(copy.get(bytes("just before")), undefined);
+      assert.notEqual(copy.get(bytes("just before"), 1000n), undefined);
       for (let i = 0; i < before; i++) {
         const key = `k${i}`;
-        assert.deepEqual(plain(copy.get(bytes(key))), plain(store.get(bytes(key))));
+        assert.deepEqual(plain(copy.get(bytes(key), 1000n)), plain(store.get(bytes(key), 1000n)));
       }
     } finally {
       copy.close();
@@ -427,14 +473,22 @@ Deno.test("SqliteStore: behaves like MemoryStore on random operation sequences",
               }
               case "removeTombstone":
                 assert.equal(
-                  sqlite.removeTombstoneIfNotNewer(KEYS[step.key], step.clockTime),
-                  memory.removeTombstoneIfNotNewer(KEYS[step.key], step.clockTime),
+                  sqlite.removeTombstoneIfNotNewer(
+                    KEYS[step.key],
+                    KEY_HASHES[step.key],
+                    step.clockTime,
+                  ),
+                  memory.removeTombstoneIfNotNewer(
+                    KEYS[step.key],
+                    KEY_HASHES[step.key],
+                    step.clockTime,
+                  ),
                 );
                 break;
               case "get":
                 assert.deepEqual(
-                  plain(sqlite.get(KEYS[step.key])),
-                  plain(memory.get(KEYS[step.key])),
+                  plain(sqlite.get(KEYS[step.key], KEY_HASHES[step.key])),
+                  plain(memory.get(KEYS[step.key], KEY_HASHES[step.key])),
                 );
                 break;
               case "scan": {

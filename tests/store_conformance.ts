@@ -67,15 +67,15 @@ export function storeConformance(
   storeTest("remove deletes live records and tombstones, and says whether one existed", (store) => {
     store.put(record("live", t100(1), "v"));
     store.put(record("dead", t100(2), null));
-    assert.equal(store.remove(bytes("live")), true);
-    assert.equal(store.remove(bytes("dead")), true);
-    assert.equal(store.remove(bytes("never")), false);
-    assert.equal(store.get(bytes("live")), undefined);
+    assert.equal(store.remove(bytes("live"), 1000n), true);
+    assert.equal(store.remove(bytes("dead"), 1000n), true);
+    assert.equal(store.remove(bytes("never"), 1000n), false);
+    assert.equal(store.get(bytes("live"), 1000n), undefined);
     assert.equal(store.count(), 0);
   });
 
   storeTest("get of a missing key is undefined", (store) => {
-    assert.equal(store.get(bytes("nope")), undefined);
+    assert.equal(store.get(bytes("nope"), 1000n), undefined);
     assert.equal(store.count(), 0);
   });
 
@@ -89,58 +89,59 @@ export function storeConformance(
       value: bytes("hello"),
     };
     store.put(written);
-    assert.deepEqual(plain(store.get(bytes("k1"))), plain(written));
+    assert.deepEqual(plain(store.get(bytes("k1"), written.hash)), plain(written));
+    assert.equal(store.get(bytes("k1"), 1000n), undefined, "found by its own hash only");
     await store.commit();
-    assert.deepEqual(plain(store.get(bytes("k1"))), plain(written));
+    assert.deepEqual(plain(store.get(bytes("k1"), written.hash)), plain(written));
   });
 
   storeTest("put overwrites unconditionally, even with an older version", (store) => {
     store.put(record("k", t100(9), "new"));
     store.put(record("k", t100(3), "old"));
-    assert.deepEqual(plain(store.get(bytes("k"))), plain(record("k", t100(3), "old")));
+    assert.deepEqual(plain(store.get(bytes("k"), 1000n)), plain(record("k", t100(3), "old")));
     assert.equal(store.count(), 1);
   });
 
   storeTest("a tombstone is stored and read back with value null", (store) => {
     store.put(record("k", t100(1), "v"));
     store.put(record("k", t100(2), null));
-    const stored = store.get(bytes("k"));
+    const stored = store.get(bytes("k"), 1000n);
     assert.equal(stored?.value, null);
     assert.equal(stored?.clockTime, t100(2));
   });
 
   storeTest("a zero-length value is live, not a tombstone", (store) => {
     store.put(record("empty", t100(1), new Uint8Array(0)));
-    const stored = store.get(bytes("empty"));
+    const stored = store.get(bytes("empty"), 1000n);
     assert.ok(stored?.value instanceof Uint8Array);
     assert.equal(stored.value.length, 0);
-    assert.equal(store.removeTombstoneIfNotNewer(bytes("empty"), t100(5)), false);
+    assert.equal(store.removeTombstoneIfNotNewer(bytes("empty"), 1000n, t100(5)), false);
     assert.equal(store.count(), 1);
   });
 
   storeTest("putIfNewer: absent key is written", (store) => {
     assert.equal(store.putIfNewer(record("k", t100(5), "a")), true);
-    assert.equal(new TextDecoder().decode(store.get(bytes("k"))?.value ?? undefined), "a");
+    assert.equal(new TextDecoder().decode(store.get(bytes("k"), 1000n)?.value ?? undefined), "a");
   });
 
   storeTest("putIfNewer: older and equal versions are rejected, newer accepted", (store) => {
     store.put(record("k", t100(5), "five"));
     assert.equal(store.putIfNewer(record("k", t100(4), "four")), false);
     assert.equal(store.putIfNewer(record("k", t100(5), "five again")), false);
-    assert.deepEqual(plain(store.get(bytes("k"))), plain(record("k", t100(5), "five")));
+    assert.deepEqual(plain(store.get(bytes("k"), 1000n)), plain(record("k", t100(5), "five")));
     assert.equal(store.putIfNewer(record("k", t100(6), "six")), true);
-    assert.deepEqual(plain(store.get(bytes("k"))), plain(record("k", t100(6), "six")));
+    assert.deepEqual(plain(store.get(bytes("k"), 1000n)), plain(record("k", t100(6), "six")));
   });
 
   storeTest("putIfNewer: tombstone versus live record, both ways", (store) => {
     store.put(record("k", t100(5), "live"));
     assert.equal(store.putIfNewer(record("k", t100(4), null)), false, "older delete");
     assert.equal(store.putIfNewer(record("k", t100(6), null)), true, "newer delete");
-    assert.equal(store.get(bytes("k"))?.value, null);
+    assert.equal(store.get(bytes("k"), 1000n)?.value, null);
     assert.equal(store.putIfNewer(record("k", t100(5), "stale set")), false, "no resurrection");
-    assert.equal(store.get(bytes("k"))?.value, null);
+    assert.equal(store.get(bytes("k"), 1000n)?.value, null);
     assert.equal(store.putIfNewer(record("k", t100(7), "set again")), true, "newer set");
-    assert.deepEqual(plain(store.get(bytes("k"))), plain(record("k", t100(7), "set again")));
+    assert.deepEqual(plain(store.get(bytes("k"), 1000n)), plain(record("k", t100(7), "set again")));
   });
 
   storeTest("putIfNewer: within 5 seconds the counter decides, beyond it the seconds", (store) => {
@@ -149,7 +150,7 @@ export function storeConformance(
     assert.equal(store.putIfNewer(record("k", makeClockTime(1004, 9), "x")), false);
     // 4 s earlier but a newer counter: within the margin, so it is newer.
     assert.equal(store.putIfNewer(record("k", makeClockTime(996, 11), "y")), true);
-    assert.equal(store.get(bytes("k"))?.clockTime, makeClockTime(996, 11));
+    assert.equal(store.get(bytes("k"), 1000n)?.clockTime, makeClockTime(996, 11));
     // 5 s later with an older counter: outside the margin, the seconds win.
     assert.equal(store.putIfNewer(record("k", makeClockTime(1001, 1), "z")), true);
     // Counter wrap: a small counter after a huge one is later.
@@ -160,14 +161,29 @@ export function storeConformance(
   storeTest("removeTombstoneIfNotNewer removes only old-enough tombstones", (store) => {
     store.put(record("live", t100(1), "v"));
     store.put(record("dead", t100(5), null));
-    assert.equal(store.removeTombstoneIfNotNewer(bytes("absent"), t100(9)), false);
-    assert.equal(store.removeTombstoneIfNotNewer(bytes("live"), t100(9)), false, "live stays");
-    assert.equal(store.removeTombstoneIfNotNewer(bytes("dead"), t100(4)), false, "newer stays");
-    assert.notEqual(store.get(bytes("dead")), undefined);
-    assert.equal(store.removeTombstoneIfNotNewer(bytes("dead"), t100(5)), true, "equal goes");
-    assert.equal(store.get(bytes("dead")), undefined);
+    assert.equal(store.removeTombstoneIfNotNewer(bytes("absent"), 1000n, t100(9)), false);
+    assert.equal(
+      store.removeTombstoneIfNotNewer(bytes("live"), 1000n, t100(9)),
+      false,
+      "live stays",
+    );
+    assert.equal(
+      store.removeTombstoneIfNotNewer(bytes("dead"), 1000n, t100(4)),
+      false,
+      "newer stays",
+    );
+    assert.notEqual(store.get(bytes("dead"), 1000n), undefined);
+    assert.equal(
+      store.removeTombstoneIfNotNewer(bytes("dead"), 1000n, t100(5)),
+      true,
+      "equal goes",
+    );
+    assert.equal(store.get(bytes("dead"), 1000n), undefined);
     store.put(record("dead2", t100(5), null));
-    assert.equal(store.removeTombstoneIfNotNewer(bytes("dead2"), makeClockTime(2e9, 0)), true);
+    assert.equal(
+      store.removeTombstoneIfNotNewer(bytes("dead2"), 1000n, makeClockTime(2e9, 0)),
+      true,
+    );
     assert.equal(store.count(), 1);
   });
 
@@ -229,16 +245,16 @@ export function storeConformance(
     keys.forEach((key, i) => store.put(record(key, t100(1), String(i))));
     assert.equal(store.count(), keys.length);
     keys.forEach((key, i) => {
-      assert.deepEqual(plain(store.get(key)), plain(record(key, t100(1), String(i))));
+      assert.deepEqual(plain(store.get(key, 1000n)), plain(record(key, t100(1), String(i))));
     });
   });
 
   storeTest("keys and values may be views into a larger buffer", (store) => {
     const buffer = bytes("xxKEYyyVALUEzz");
     store.put(record(buffer.subarray(2, 5), t100(1), buffer.subarray(7, 12)));
-    assert.deepEqual(plain(store.get(bytes("KEY"))), plain(record("KEY", t100(1), "VALUE")));
+    assert.deepEqual(plain(store.get(bytes("KEY"), 1000n)), plain(record("KEY", t100(1), "VALUE")));
     assert.deepEqual(
-      plain(store.get(buffer.subarray(2, 5))),
+      plain(store.get(buffer.subarray(2, 5), 1000n)),
       plain(record("KEY", t100(1), "VALUE")),
     );
   });
@@ -249,8 +265,8 @@ export function storeConformance(
     store.put(record(key, t100(1), value));
     key[0] = 0x4b; // "K"
     value.fill(0);
-    assert.deepEqual(plain(store.get(bytes("key"))), plain(record("key", t100(1), "value")));
-    assert.equal(store.get(key), undefined);
+    assert.deepEqual(plain(store.get(bytes("key"), 1000n)), plain(record("key", t100(1), "value")));
+    assert.equal(store.get(key, 1000n), undefined);
   });
 
   storeTest("a 1 MiB value round-trips", async (store) => {
@@ -258,7 +274,7 @@ export function storeConformance(
     for (let i = 0; i < value.length; i++) value[i] = (i * 31 + 7) & 0xff;
     store.put(record("big", t100(1), value));
     await store.commit();
-    const stored = store.get(bytes("big"));
+    const stored = store.get(bytes("big"), 1000n);
     assert.equal(stored?.value?.length, value.length);
     assert.deepEqual(stored?.value, value);
   });

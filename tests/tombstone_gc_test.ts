@@ -46,9 +46,9 @@ Deno.test("queue: byte size is 8 + key length per entry, and shrinks as entries 
     memoryLimitBytes: 1 << 20,
   });
   assert.equal(queue.sizeBytes, 0);
-  queue.push(bytes("a"), at(T0));
-  queue.push(bytes("bbbb"), at(T0 + 1));
-  queue.push(new Uint8Array(0), at(T0 + 2));
+  queue.push(bytes("a"), 0n, at(T0));
+  queue.push(bytes("bbbb"), 0n, at(T0 + 1));
+  queue.push(new Uint8Array(0), 0n, at(T0 + 2));
   assert.equal(TOMBSTONE_ENTRY_OVERHEAD_BYTES, 8);
   assert.equal(queue.sizeBytes, 9 + 12 + 8);
   assert.equal(queue.length, 3);
@@ -65,9 +65,9 @@ Deno.test("queue: under the limit, heads older than the max age go, oldest first
     maxAgeSeconds: 100,
     memoryLimitBytes: 1000,
   });
-  queue.push(bytes("k1"), at(T0));
-  queue.push(bytes("k2"), at(T0 + 10));
-  queue.push(bytes("k3"), at(T0 + 20));
+  queue.push(bytes("k1"), 0n, at(T0));
+  queue.push(bytes("k2"), 0n, at(T0 + 10));
+  queue.push(bytes("k3"), 0n, at(T0 + 20));
   assert.deepEqual(queue.collect(T0 + 100), [], "exactly max age is not older than it");
   assert.deepEqual(keysOf(queue.collect(T0 + 111)), ["k1", "k2"]);
   assert.deepEqual(keysOf([...queue.entries()]), ["k3"]);
@@ -82,8 +82,8 @@ Deno.test("queue: a young head stops collection even if later entries are old (F
     memoryLimitBytes: 1000,
   });
   // A replica can receive a delete stamped earlier than one it already queued.
-  queue.push(bytes("young"), at(T0 + 50));
-  queue.push(bytes("old"), at(T0));
+  queue.push(bytes("young"), 0n, at(T0 + 50));
+  queue.push(bytes("old"), 0n, at(T0));
   assert.deepEqual(queue.collect(T0 + 120), []);
   assert.equal(queue.length, 2);
   assert.deepEqual(keysOf(queue.collect(T0 + 151)), ["young", "old"]);
@@ -96,14 +96,14 @@ Deno.test("queue: over the memory limit, heads are popped; only those past min a
     maxAgeSeconds: 3600,
     memoryLimitBytes: 3 * entryBytes,
   });
-  queue.push(bytes("k1"), at(T0)); // 100 s old at T0+100: past min age
-  queue.push(bytes("k2"), at(T0 + 50)); // 50 s old: young, dropped from the queue only
-  queue.push(bytes("k3"), at(T0 + 60));
+  queue.push(bytes("k1"), 0n, at(T0)); // 100 s old at T0+100: past min age
+  queue.push(bytes("k2"), 0n, at(T0 + 50)); // 50 s old: young, dropped from the queue only
+  queue.push(bytes("k3"), 0n, at(T0 + 60));
   assert.deepEqual(queue.collect(T0 + 100), [], "at the limit (not above) nothing is forced");
-  queue.push(bytes("k4"), at(T0 + 70));
+  queue.push(bytes("k4"), 0n, at(T0 + 70));
   assert.deepEqual(keysOf(queue.collect(T0 + 100)), ["k1"]);
   assert.equal(queue.sizeBytes, 3 * entryBytes);
-  queue.push(bytes("k5"), at(T0 + 80));
+  queue.push(bytes("k5"), 0n, at(T0 + 80));
   assert.deepEqual(queue.collect(T0 + 100), [], "k2 is young: popped, not returned");
   assert.deepEqual(keysOf([...queue.entries()]), ["k3", "k4", "k5"]);
   assert.equal(queue.sizeBytes, 3 * entryBytes);
@@ -111,7 +111,7 @@ Deno.test("queue: over the memory limit, heads are popped; only those past min a
 
 Deno.test("queue: a burst far over the limit is cut back to the limit in one collect", () => {
   const queue = new TombstoneQueue({ minAgeSeconds: 0, maxAgeSeconds: 10, memoryLimitBytes: 100 });
-  for (let i = 0; i < 50; i++) queue.push(bytes(`key${i}`), at(T0 - 1));
+  for (let i = 0; i < 50; i++) queue.push(bytes(`key${i}`), 0n, at(T0 - 1));
   const reclaimed = queue.collect(T0);
   assert.ok(queue.sizeBytes <= 100);
   assert.ok(queue.sizeBytes > 100 - (8 + "key49".length));
@@ -127,7 +127,7 @@ Deno.test("queue: a burst far over the limit is cut back to the limit in one col
 Deno.test("queue: min age is clamped to max age (kumofs -gN <= -gX)", () => {
   const queue = new TombstoneQueue({ minAgeSeconds: 500, maxAgeSeconds: 30, memoryLimitBytes: 0 });
   assert.equal(queue.minAgeSeconds, 30);
-  queue.push(bytes("k"), at(T0));
+  queue.push(bytes("k"), 0n, at(T0));
   assert.deepEqual(keysOf(queue.collect(T0 + 31)), ["k"]);
 });
 
@@ -146,7 +146,7 @@ Deno.test("queue: bad limits are RangeErrors", () => {
 Deno.test("queue: keys are copied (callers reuse their buffers)", () => {
   const queue = new TombstoneQueue({ minAgeSeconds: 0, maxAgeSeconds: 0, memoryLimitBytes: 99 });
   const buffer = bytes("abc");
-  queue.push(buffer, at(T0));
+  queue.push(buffer, 0n, at(T0));
   buffer.fill(0x7a);
   assert.deepEqual(keysOf(queue.collect(T0 + 1)), ["abc"]);
 });
@@ -205,7 +205,7 @@ Deno.test("queue: matches the plain reference rules on random delete sequences",
         for (const { key, advanceSeconds, stampSkewSeconds } of deletes) {
           now += advanceSeconds;
           const seconds = now + stampSkewSeconds;
-          queue.push(bytes(key), at(seconds));
+          queue.push(bytes(key), 0n, at(seconds));
           model.push({ key, seconds });
           const got = queue.collect(now);
           assert.deepEqual(keysOf(got), referenceCollect(model, limits, now));
@@ -268,7 +268,7 @@ class FakeClock {
 }
 
 function storedState(store: Store, key: string): string {
-  const stored = store.get(bytes(key));
+  const stored = store.get(bytes(key), hash64(bytes(key)));
   if (stored === undefined) return "absent";
   return stored.value === null ? "tombstone" : "live";
 }
@@ -308,7 +308,7 @@ async function withCollector(
 function deleteKey(store: Store, collector: TombstoneCollector, key: string, seconds: number) {
   const clockTime = at(seconds);
   if (store.putIfNewer(tombstoneRecord(key, clockTime))) {
-    collector.recordDelete(bytes(key), clockTime);
+    collector.recordDelete(bytes(key), hash64(bytes(key)), clockTime);
   }
 }
 
@@ -355,7 +355,10 @@ for (const [storeName, openStore] of Object.entries(storeFactories)) {
       assert.equal(collector.stats.removedByQueue, 0);
       assert.equal(storedState(store, "set-again"), "live");
       assert.equal(storedState(store, "deleted-again"), "tombstone");
-      assert.equal(store.get(bytes("deleted-again"))?.clockTime, at(T0 + 90));
+      assert.equal(
+        store.get(bytes("deleted-again"), hash64(bytes("deleted-again")))?.clockTime,
+        at(T0 + 90),
+      );
       // The scan leaves live records alone whatever their age; the newer tombstone ages out.
       clock.seconds = T0 + 191;
       assert.equal(collector.sweep(), 1);
@@ -451,14 +454,14 @@ for (const [storeName, openStore] of Object.entries(storeFactories)) {
       deleteKey(opened.store, collector, "k", T0);
       await opened.close();
       clock.seconds = T0 + 5;
-      collector.recordDelete(bytes("other"), at(T0 + 5));
+      collector.recordDelete(bytes("other"), hash64(bytes("other")), at(T0 + 5));
       assert.equal(errors.length, 1);
       assert.match(errors[0], /closed|not open|finalized/i);
     } finally {
       collector.close();
     }
     assert.throws(() => collector.sweep(), /closed/);
-    collector.recordDelete(bytes("after-close"), at(T0 + 9)); // ignored
+    collector.recordDelete(bytes("after-close"), 0n, at(T0 + 9)); // ignored
     assert.equal(collector.stats.queuedTombstones, 0);
   });
 }

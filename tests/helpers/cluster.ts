@@ -526,7 +526,7 @@ export class TestCluster {
       );
     });
     for (const server of this.servers) {
-      const record = server.store.get(bytes);
+      const record = server.store.get(bytes, hash64(bytes));
       const stored = record === undefined
         ? "nothing"
         : record.value === null

@@ -112,7 +112,7 @@ export function placementOf(
     const owners = ring.activeReplicasFor(hash64(bytes)).map((n) => formatAddress(n.address));
     for (const server of servers) {
       const name = formatAddress(server.address);
-      const record = server.store.get(bytes);
+      const record = server.store.get(bytes, hash64(bytes));
       const holds = record !== undefined && record.value !== null;
       if (owners.includes(name) && !holds) missing.push(`${key}@${name}`);
       if (!owners.includes(name) && holds) leftovers.push(`${key}@${name}`);

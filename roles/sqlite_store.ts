@@ -493,6 +493,9 @@ export class SqliteStore implements Store {
   }
 
   get(key: Uint8Array, hash: bigint): StoredRecord | undefined {
+    // Reads join the turn's transaction: a statement outside one is a read transaction of its
+    // own, whose WAL read lock costs two fcntl calls.
+    this.#openTurnTransaction();
     const row = this.#getStatement.get(hashToSql(hash), key) as
       | Omit<RecordRow, "hash" | "key">
       | undefined;
@@ -682,7 +685,12 @@ export class SqliteStore implements Store {
 
   #beforeWrite(): void {
     if (this.#closed) throw new Error(`Store "${this.path}" is closed`);
-    if (this.#inTransaction || this.#commitMode === "per-write") return;
+    this.#openTurnTransaction();
+  }
+
+  /** The reads and writes of one event-loop turn share one transaction (group commit). */
+  #openTurnTransaction(): void {
+    if (this.#inTransaction || this.#commitMode === "per-write" || this.#closed) return;
     this.#beginStatement.run();
     this.#inTransaction = true;
     this.#scheduleCommit();

@@ -16,10 +16,13 @@
  *   deno task bench                          3 rounds of 10 s per workload
  *   deno task bench -- --time 5s --rounds 5 --json bench.json
  *   deno task bench -- --workloads primary   only the 64 B / 1 KiB workloads
+ *   deno task bench -- --memory              RSS: a server with 1M keys of 100 B, and the
+ *                                            gateway through 10 minutes of the primary mix
  */
 import { parseArgs } from "node:util";
 import { withoutTaskSeparator } from "../core/command_line.ts";
-import { CpuMeter, memoryKiB } from "./bench/proc_stats.ts";
+import { fill, sampleWhile, serverRss } from "./bench/memory.ts";
+import { CpuMeter, type MemoryKiB, memoryKiB } from "./bench/proc_stats.ts";
 import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
 import {
   type LatencyResult,
@@ -57,6 +60,10 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
   --no-latency          skip the fixed-rate latency probe
   --no-multiget         skip the pipelined multi-get
   --server-arg <flag>   pass a flag to every kumo-server (repeatable; for experiments)
+  --memory              instead: fill --keys keys of --value-bytes through the gateway and
+                        print each server's RSS, then print the gateway's RSS every 10 s
+                        through --soak of the 64 B / 1 KiB mix
+  --keys <1000000>  --value-bytes <100>  --soak <10m>
 Needs memcached and memcaslap: apt-get install -y memcached libmemcached-tools`;
 
 interface Run {
@@ -169,6 +176,10 @@ async function main(argv: string[]): Promise<number> {
         "no-latency": { type: "boolean", default: false },
         "no-multiget": { type: "boolean", default: false },
         "server-arg": { type: "string", multiple: true, default: [] },
+        memory: { type: "boolean", default: false },
+        keys: { type: "string", default: "1000000" },
+        "value-bytes": { type: "string", default: "100" },
+        soak: { type: "string", default: "10m" },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -205,6 +216,14 @@ async function main(argv: string[]): Promise<number> {
   let processes: BenchProcesses | undefined;
   try {
     processes = await startBenchProcesses(values["server-arg"]);
+    if (values.memory) {
+      return await measureMemory(processes, {
+        keys: Number(values.keys),
+        valueBytes: Number(values["value-bytes"]),
+        soak: values.soak,
+        json: values.json,
+      });
+    }
     console.log(
       `memcaslap -t ${values.time} -c ${CONNECTIONS} -T ${THREADS}, ${rounds} alternating ` +
         `rounds; kumo: 1 manager, 3 servers, 1 gateway (3 synchronous copies)`,
@@ -274,7 +293,7 @@ async function main(argv: string[]): Promise<number> {
           `${multiGet.kumo.requests * 100 - multiGet.kumo.hits})`,
       );
     }
-    const memory: Record<string, { rssKiB: number; peakRssKiB: number }> = {};
+    const memory: Record<string, MemoryKiB> = {};
     for (const [name, pid] of processes.pids) memory[name] = await memoryKiB(pid);
     console.log(
       "\npeak RSS, MiB: " +
@@ -319,6 +338,51 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     await processes?.stop();
   }
+}
+
+async function measureMemory(
+  processes: BenchProcesses,
+  options: { keys: number; valueBytes: number; soak: string; json?: string },
+): Promise<number> {
+  const { keys, valueBytes } = options;
+  if (!Number.isSafeInteger(keys) || keys < 1 || !Number.isSafeInteger(valueBytes)) {
+    console.error("bench: --keys and --value-bytes must be positive integers");
+    return 1;
+  }
+  console.log(`filling ${keys} keys of ${valueBytes} bytes through the gateway (3 copies)...`);
+  const fillStartMs = performance.now();
+  await fill(processes.gatewayPort, keys, valueBytes, (stored) => {
+    const seconds = (performance.now() - fillStartMs) / 1000;
+    console.log(`  ${stored} stored, ${Math.round(stored / seconds)} sets/s`);
+  });
+  const serverRssKiB = await serverRss(processes);
+  console.log(
+    "server RSS with every key, MiB: " +
+      Object.entries(serverRssKiB).map(([name, m]) =>
+        `${name} ${(m.rssKiB / 1024).toFixed(0)} (heap ${(m.anonKiB / 1024).toFixed(0)}, ` +
+        `mapped file ${(m.fileKiB / 1024).toFixed(0)})`
+      ).join(", "),
+  );
+  const configPath = `${processes.dataDir}/soak.cfg`;
+  await Deno.writeTextFile(configPath, memcaslapConfig(WORKLOADS[0]));
+  console.log(`gateway RSS through ${options.soak} of the ${WORKLOADS[0].name}, MiB:`);
+  const gatewayPid = processes.pids.get("gateway")!;
+  const gatewayRssKiB = await sampleWhile(
+    gatewayPid,
+    10_000,
+    memcaslap(processes.gatewayPort, configPath, options.soak),
+  );
+  console.log(
+    "  " + gatewayRssKiB.map(([seconds, kib]) => `${seconds}s ${(kib / 1024).toFixed(0)}`)
+      .join("  "),
+  );
+  if (options.json) {
+    await Deno.writeTextFile(
+      options.json,
+      JSON.stringify({ keys, valueBytes, serverRssKiB, gatewayRssKiB }, null, 2) + "\n",
+    );
+  }
+  return 0;
 }
 
 if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

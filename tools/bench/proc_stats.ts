@@ -36,12 +36,26 @@ function parseCpuMicros(stat: string): number {
   return ticks * (1_000_000 / CLOCK_TICKS_PER_SECOND);
 }
 
-/** Resident set size now and at its peak (VmRSS, VmHWM), in KiB. */
-export async function memoryKiB(pid: number): Promise<{ rssKiB: number; peakRssKiB: number }> {
+export interface MemoryKiB {
+  /** Resident set size now (VmRSS) and at its peak (VmHWM). */
+  readonly rssKiB: number;
+  readonly peakRssKiB: number;
+  /** Of the RSS: anonymous memory (heaps) and file pages (memory-mapped files). */
+  readonly anonKiB: number;
+  readonly fileKiB: number;
+}
+
+/** Resident memory of `pid` from /proc/<pid>/status, in KiB. */
+export async function memoryKiB(pid: number): Promise<MemoryKiB> {
   const status = await readProcFiles([`/proc/${pid}/status`]);
   const field = (name: string) =>
     Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
-  return { rssKiB: field("VmRSS"), peakRssKiB: field("VmHWM") };
+  return {
+    rssKiB: field("VmRSS"),
+    peakRssKiB: field("VmHWM"),
+    anonKiB: field("RssAnon"),
+    fileKiB: field("RssFile") + field("RssShmem"),
+  };
 }
 
 /** CPU of named processes over an interval: `sample()` before, `microsSince()` after. */

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ExtData } from "@msgpack/msgpack";
+import { Decoder, ExtData } from "@msgpack/msgpack";
 import {
   decodeMessage,
   encodeMessage,
@@ -142,6 +142,70 @@ Deno.test("codec: values round-trip, bigint stays bigint, small ints stay number
   const bytes = decodeMessage(encodeMessage(new Uint8Array([0, 255, 1])));
   assert.ok(bytes instanceof Uint8Array);
   assert.deepStrictEqual([...bytes], [0, 255, 1]);
+});
+
+Deno.test("codec: decodes as @msgpack/msgpack does, values and malformed input alike", () => {
+  const library = new Decoder({ useBigInt64: true });
+  const outcome = (decode: () => unknown) => {
+    try {
+      return { value: decode() };
+    } catch {
+      return { threw: true };
+    }
+  };
+  /**
+   * Invalid UTF-8 in a str is the one intended difference: the library decodes short strings
+   * leniently (a lone 0x80 byte becomes "\x80"), ours like TextDecoder (U+FFFD). So damaged
+   * input is compared with every string blanked out.
+   */
+  const blankStrings = (value: unknown): unknown =>
+    typeof value === "string"
+      ? "<str>"
+      : Array.isArray(value)
+      ? value.map(blankStrings)
+      : value !== null && typeof value === "object" && !(value instanceof Uint8Array) &&
+          !(value instanceof ExtData)
+      ? Object.fromEntries(
+        Object.entries(value).map(([k, v]) => ["<key>" + typeof k, v]).map((
+          [k, v],
+        ) => [k, blankStrings(v)]),
+      )
+      : value;
+  fc.assert(
+    fc.property(messageValue, (value) => {
+      const bytes = encodeMessage(value);
+      assert.deepEqual(outcome(() => decodeMessage(bytes)), outcome(() => library.decode(bytes)));
+    }),
+    { ...params, numRuns: 1000 },
+  );
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        // Encoded values cut short or with a byte changed, and plain noise.
+        fc.tuple(messageValue, fc.nat(), fc.nat({ max: 255 })).map(([value, at, byte]) => {
+          const bytes = encodeMessage(value).slice();
+          const index = at % bytes.length;
+          return at % 2 === 0 ? bytes.subarray(0, index) : (bytes[index] = byte, bytes);
+        }),
+        fc.uint8Array({ maxLength: 40 }),
+      ),
+      (bytes) => {
+        const mine = outcome(() => blankStrings(decodeMessage(bytes)));
+        const theirs = outcome(() => blankStrings(library.decode(bytes)));
+        assert.deepEqual(mine, theirs);
+      },
+    ),
+    { ...params, numRuns: 2000 },
+  );
+});
+
+Deno.test("codec: ext values and deep nesting", () => {
+  const ext = decodeMessage(encodeMessage(new ExtData(7, new Uint8Array([1, 2, 3])))) as ExtData;
+  assert.equal(ext.type, 7);
+  assert.deepEqual([...(ext.data as Uint8Array)], [1, 2, 3]);
+  let nested: unknown = 1;
+  for (let i = 0; i < 70; i++) nested = [nested];
+  assert.throws(() => decodeMessage(encodeMessage(nested)), /Nesting deeper than 64/);
 });
 
 Deno.test("codec: the scanner's length equals the encoded length; truncations need more", () => {

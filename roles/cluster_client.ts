@@ -7,6 +7,7 @@ import { formatAddress, type NodeAddress } from "../core/address.ts";
 import { decodeDbValue, encodeDbKey, encodeDbValue } from "../core/db_record.ts";
 import { hash64 } from "../core/hash.ts";
 import { HashSpace } from "../core/hash_space.ts";
+import { silenceLimitMs } from "../core/liveness.ts";
 import {
   DeleteFlag,
   GatewayMethod,
@@ -174,9 +175,22 @@ export class ClusterClient {
       })
     );
     this.renewHashSpaces();
-    // Keeps asking while no manager answers, so a restarted manager is picked up.
+    // Asks every keepalive interval: a restarted manager is picked up, a missed push repaired,
+    // and the answers show which managers are alive.
+    const limitMs = silenceLimitMs(
+      this.#settings.keepaliveIntervalMs,
+      this.#settings.connectRetryLimit,
+    );
     this.#renewTimer = setInterval(() => {
-      if (this.#managers.some((session) => !session.connected)) this.renewHashSpaces();
+      for (const session of this.#managers) {
+        // A paused or cut-off manager closes nothing: drop the link and connect afresh.
+        if (session.silentForMs > limitMs) {
+          const silentMs = Math.round(session.silentForMs);
+          this.#log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
+          session.abandon(`silent for ${silentMs} ms`);
+        }
+      }
+      this.renewHashSpaces();
     }, this.#settings.keepaliveIntervalMs);
   }
 
@@ -233,6 +247,13 @@ export class ClusterClient {
     );
     this.writeHashSpace = rings.write;
     this.readHashSpace = rings.read;
+    // Requests still waiting on a server the rings no longer count as active (a silent server
+    // marked fault) fail now and are retried on its replicas, instead of at their timeout.
+    for (const session of this.#servers.values()) {
+      if (!rings.write.isActive(session.address) && !rings.read.isActive(session.address)) {
+        session.abandon("not active in the rings");
+      }
+    }
     if (!this.readHashSpace.isEmpty()) { for (const wake of [...this.#ringWaiters]) wake(); }
   }
 

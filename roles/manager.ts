@@ -23,6 +23,7 @@ import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
 import { parseManagerOptions } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
+import { silenceLimitMs } from "../core/liveness.ts";
 import { adoptRings, hashSpacesDiffer } from "../core/ring_adoption.ts";
 import { ClusterRole, GatewayMethod, ManagerMethod, ServerMethod } from "../core/messages.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
@@ -291,6 +292,7 @@ export class Manager {
 
   /** Keepalives (they also detect dead peers) and the replace watchdog. */
   #tick(): void {
+    this.#abandonSilentPeers();
     const params = [this.clock.increment()];
     for (const link of this.#servers.values()) {
       link.session.call(ServerMethod.KeepAlive, params, this.#settings.rpcTimeoutMs)
@@ -302,6 +304,32 @@ export class Manager {
     if (run && Date.now() - run.lastProgressMs > this.#settings.replaceStallMs) {
       this.#log.warn(`replace ${run.phase} phase made no progress; restarting the replace`);
       this.#restartReplace();
+    }
+  }
+
+  /**
+   * A server or partner that answered nothing (keepalives included) for the silence limit is
+   * lost: a paused process or a cut link closes nothing, so connection loss alone never shows.
+   */
+  #abandonSilentPeers(): void {
+    const limitMs = silenceLimitMs(
+      this.#settings.keepaliveIntervalMs,
+      this.#settings.connectRetryLimit,
+    );
+    for (const link of [...this.#servers.values()]) {
+      const silentMs = link.session.silentForMs;
+      if (silentMs > limitMs) {
+        this.#log.warn(
+          `server ${formatAddress(link.address)} silent for ${Math.round(silentMs)} ms`,
+        );
+        link.session.abandon(`silent for ${Math.round(silentMs)} ms`); // onLost marks it fault
+      }
+    }
+    const partner = this.#partner;
+    if (partner && partner.silentForMs > limitMs) {
+      const silentMs = Math.round(partner.silentForMs);
+      this.#log.warn(`partner ${formatAddress(partner.address)} silent for ${silentMs} ms`);
+      partner.abandon(`silent for ${silentMs} ms`);
     }
   }
 

@@ -72,6 +72,8 @@ export interface RpcConnection {
   call(method: number, params: unknown[], timeoutMs?: number): Promise<unknown>;
   sendClusterInit(address: NodeAddress, role: ClusterRole): void;
   readonly isClosed: boolean;
+  /** `performance.now()` when bytes last arrived (when the connection opened, before any). */
+  readonly lastReceivedMs: number;
   /** Pending calls reject with TRANSPORT_LOST; frames not yet written are dropped. */
   close(): void;
   /** Resolves when the socket is closed and no read or write is in progress. */
@@ -240,6 +242,7 @@ class TcpRpcConnection implements RpcConnection {
   readonly #timeouts: SweepTimer;
   #nextMsgid = 1;
   #isClosed = false;
+  #lastReceivedMs = performance.now();
 
   /** Frames waiting for the next write: `#output[0, #outputLength)`. */
   #output = new Uint8Array(OUTPUT_INITIAL_BYTES);
@@ -266,6 +269,10 @@ class TcpRpcConnection implements RpcConnection {
 
   get isClosed(): boolean {
     return this.#isClosed;
+  }
+
+  get lastReceivedMs(): number {
+    return this.#lastReceivedMs;
   }
 
   call(method: number, params: unknown[], timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<unknown> {
@@ -320,6 +327,7 @@ class TcpRpcConnection implements RpcConnection {
         break; // reset by the peer, or closed locally: the same outcome
       }
       if (count === null) break;
+      this.#lastReceivedMs = performance.now();
       this.#decoder.push(space.subarray(0, count));
       this.#dispatchFrames();
       if (this.#decoder.chunkRetained) readOffset += count;
@@ -573,6 +581,36 @@ export class RpcSession {
     this.address = address;
     this.#options = options;
     this.#queueTimeouts = new SweepTimer((nowMs) => this.#expireQueued(nowMs));
+  }
+
+  /**
+   * How long the open connection has gone without a byte from the peer (since it opened, if
+   * none came yet); 0 while not connected, where failed connects decide instead (a crashed
+   * peer refuses them at once). A paused process or a cut link closes nothing, so this is how
+   * they show. Callers that send keepalives compare it with their silence limit (see
+   * {@link abandon}).
+   */
+  get silentForMs(): number {
+    const connection = this.connection;
+    return connection === undefined ? 0 : performance.now() - connection.lastReceivedMs;
+  }
+
+  /**
+   * Gives up on the peer now, for a reason the caller found (it stayed silent, or the rings
+   * marked it fault): the connection is dropped, every pending and queued call rejects at once
+   * (TRANSPORT_LOST, NODE_LOST), and `onLost` fires. As after failed connects, the session
+   * then stays idle until the next call.
+   */
+  abandon(reason: string): void {
+    if (this.#closed) return;
+    const connection = this.#connection;
+    this.#connection = undefined; // so its close does not start a reconnect
+    connection?.close();
+    this.#failedConnects = 0;
+    this.#queueTimeouts.cancel();
+    const message = `${formatAddress(this.address)} abandoned: ${reason}`;
+    this.#rejectQueued(new RpcError(RpcErrorCode.NODE_LOST, message));
+    callHook(() => this.#options.onLost?.());
   }
 
   get connected(): boolean {

@@ -13,6 +13,7 @@ import { type DbKey, decodeDbKey, decodeDbValue, encodeDbValue } from "../core/d
 import { isLive } from "../core/expiry.ts";
 import { decideMutation, type Item, type MutationOptions } from "../core/mutation.ts";
 import { HashSpace } from "../core/hash_space.ts";
+import { silenceLimitMs } from "../core/liveness.ts";
 import {
   ClusterRole,
   DeleteFlag,
@@ -249,8 +250,19 @@ export class Server {
       void session.call(ManagerMethod.KeepAlive, [this.clock.increment(), this.incarnation])
         .catch(() => {});
     }
+    const limitMs = silenceLimitMs(
+      this.#settings.keepaliveIntervalMs,
+      this.#settings.connectRetryLimit,
+    );
     this.#keepaliveTimer = setInterval(() => {
       for (const session of this.#managers) {
+        // A paused or cut-off manager closes nothing: drop the link, so that a fresh connection
+        // (ClusterInit, rings requested again) is made once it answers again.
+        if (session.silentForMs > limitMs) {
+          const silentMs = Math.round(session.silentForMs);
+          this.#log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
+          session.abandon(`silent for ${silentMs} ms`);
+        }
         session.call(
           ManagerMethod.KeepAlive,
           [this.clock.increment(), this.incarnation],
@@ -297,8 +309,30 @@ export class Server {
     const markedFault = (ring: HashSpace) =>
       ring.hasNode(this.address) && !ring.isActive(this.address);
     if (markedFault(rings.write) || markedFault(rings.read)) this.#replace.markSuspect();
+    this.#abandonInactivePeers();
     for (const listener of this.#ringListeners) listener();
     return true;
+  }
+
+  /**
+   * Calls still waiting on a peer the rings no longer count as active (a silent server marked
+   * fault) fail now instead of at their timeout; replication then sees the peer is no longer a
+   * replica it needs.
+   */
+  #abandonInactivePeers(): void {
+    for (const session of this.#peers.values()) {
+      const active = this.writeHashSpace.isActive(session.address) ||
+        this.readHashSpace.isActive(session.address);
+      if (!active) session.abandon("not active in the rings");
+    }
+  }
+
+  /** Whether `node` is an active owner of `hash` in the ring that replicate `flags` name. */
+  #isActiveOwner(node: NodeAddress, hash: bigint, flags: number): boolean {
+    const ring = (flags & ReplicateFlag.ByReadHashSpace) !== 0
+      ? this.readHashSpace
+      : this.writeHashSpace;
+    return ring.replicasFor(hash).some((owner) => owner.active && sameAddress(owner.address, node));
   }
 
   #onClusterPeer(address: NodeAddress, role: number): void {
@@ -461,6 +495,7 @@ export class Server {
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.store.putIfNewer(record);
     const replication = this.#replicate(
+      dbKey.hash,
       targets,
       ServerMethod.ReplicateSet,
       (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
@@ -488,6 +523,7 @@ export class Server {
       this.#garbage.recordDelete(dbKey.key, dbKey.hash, clockTime);
     }
     const replication = this.#replicate(
+      dbKey.hash,
       targets,
       ServerMethod.ReplicateDelete,
       (replicateFlags) => [this.clock.counter, replicateFlags, clockTime, rawKey],
@@ -541,12 +577,14 @@ export class Server {
     }
     const replication = record.value === null
       ? this.#replicate(
+        dbKey.hash,
         targets,
         ServerMethod.ReplicateDelete,
         (flags) => [this.clock.counter, flags, clockTime, rawKey],
         this.#settings.replicateDeleteRetry,
       )
       : this.#replicate(
+        dbKey.hash,
         targets,
         ServerMethod.ReplicateSet,
         (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
@@ -619,6 +657,7 @@ export class Server {
    * read-ring-only replicas (copies kept during a replace) are tolerated, as in kumofs.
    */
   async #replicate(
+    hash: bigint,
     targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
     method: number,
     paramsFor: (flags: number) => unknown[],
@@ -631,6 +670,9 @@ export class Server {
           await session.call(method, paramsFor(flags), this.#settings.rpcTimeoutMs);
           return true;
         } catch (error) {
+          // A replica marked fault meanwhile is no longer one the write must reach: the
+          // acknowledgement promises the write on every *active* replica.
+          if (!this.#isActiveOwner(target, hash, flags)) return true;
           const lost = error instanceof RpcError && error.code === RpcErrorCode.NODE_LOST;
           if (lost || attempt >= retries || this.#closed) {
             this.#log.warn(

@@ -18,57 +18,11 @@ import {
   RunningProcess,
   tcpExchange,
 } from "./helpers/processes.ts";
+import { kumoctl, parseStatus, serverArgs, status } from "./helpers/real_cluster.ts";
 
 /** Fast fault detection on managers and servers (keepalive 0.2 s, connect 0.5 s, 2 retries). */
 const FAST_FAULTS = ["-k", "0.2", "-Ys", "0.5", "-Yn", "2"];
 const FAULT_DEADLINE_MS = 5_000;
-
-const DAYS = "(?:Sun|Mon|Tue|Wed|Thu|Fri|Sat)";
-const MONTHS = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
-/** `kumoctl status` exactly as the HowTo lays it out. */
-const STATUS_LAYOUT = new RegExp(
-  `^hash space timestamp:\\n  ${DAYS} ${MONTHS} \\d{2} \\d{2}:\\d{2}:\\d{2} [+-]\\d{4} \\d{4} ` +
-    `clock \\d+\\nattached node:\\n((?:  \\S+  \\((?:active|fault)\\)\\n)*)` +
-    `not attached node:\\n((?:  \\S+\\n)*)$`,
-);
-
-interface Status {
-  /** "address  (state)" lines without indentation, sorted. */
-  attached: string[];
-  notAttached: string[];
-}
-
-function parseStatus(text: string): Status {
-  const match = STATUS_LAYOUT.exec(text);
-  assert.ok(match, `kumoctl status is not in the HowTo layout:\n${text}`);
-  const lines = (block: string) => block.split("\n").filter(Boolean).map((l) => l.trim()).sort();
-  return { attached: lines(match[1]), notAttached: lines(match[2]) };
-}
-
-async function kumoctl(managerPort: number, ...command: string[]) {
-  return await runDeno("tools", "tools/kumoctl.ts", [`${LOCALHOST}:${managerPort}`, ...command]);
-}
-
-async function status(managerPort: number): Promise<Status> {
-  const result = await kumoctl(managerPort, "status");
-  assert.equal(result.code, 0, `kumoctl status failed: ${result.stderr}`);
-  assert.deepEqual(productLines(result.stderr), []);
-  return parseStatus(result.stdout);
-}
-
-function serverArgs(managerPort: number, port: number, streamPort: number, store: string) {
-  return [
-    "-v",
-    "-m",
-    `${LOCALHOST}:${managerPort}`,
-    "-l",
-    `${LOCALHOST}:${port}`,
-    "-L",
-    String(streamPort),
-    "-s",
-    store,
-  ];
-}
 
 /** `set` one key over the text protocol; the reply line. */
 async function set(port: number, key: string, value: string): Promise<string> {
@@ -155,7 +109,7 @@ Deno.test("e2e: the HowTo's cluster as real processes survives a SIGKILLed serve
 
     const addresses = serverPorts.map((port) => `${LOCALHOST}:${port}`).sort();
     const before = await status(managerPort);
-    assert.deepEqual(before, { attached: [], notAttached: addresses });
+    assert.deepEqual(before, { attached: [], notAttached: addresses, replacing: false });
 
     const attach = await kumoctl(managerPort, "attach");
     assert.equal(attach.code, 0, attach.stderr);
@@ -163,6 +117,7 @@ Deno.test("e2e: the HowTo's cluster as real processes survives a SIGKILLed serve
     assert.deepEqual(await status(managerPort), {
       attached: addresses.map((address) => `${address}  (active)`),
       notAttached: [],
+      replacing: false,
     });
 
     // [localhost]$ kumo-gateway -v -m localhost -t 11211
@@ -524,6 +479,7 @@ Deno.test("e2e: `deno task cluster` starts the README's cluster and SIGTERM stop
         `${address}  (active)`
       ),
       notAttached: [],
+      replacing: false,
     });
 
     cluster.kill("SIGTERM");

@@ -24,17 +24,28 @@ export enum RpcErrorCode {
   PROTOCOL_ERROR = 5,
   /** The handler failed (e.g. "obsolete hash space"). */
   SERVER_ERROR = 6,
+  /**
+   * Refused before acting on anything (not the key's coordinator, not ready): the caller may
+   * retry elsewhere knowing the request changed nothing.
+   */
+  REFUSED = 7,
 }
 
 /** A failed call, whether the peer replied with an error or it was synthesised locally. */
 export class RpcError extends Error {
   /** Whether the message was given (and so travels on the wire as `[code, message]`). */
   readonly hasMessage: boolean;
+  /**
+   * The request was never written to any connection (the session was not connected, or closed),
+   * so the peer cannot have acted on it. Any other failure of a call leaves its outcome unknown.
+   */
+  readonly notSent: boolean;
 
-  constructor(readonly code: RpcErrorCode, message?: string) {
+  constructor(readonly code: RpcErrorCode, message?: string, options: { notSent?: boolean } = {}) {
     super(message ?? RpcErrorCode[code] ?? `RPC error ${code}`);
     this.name = "RpcError";
     this.hasMessage = message !== undefined;
+    this.notSent = options.notSent ?? false;
   }
 }
 

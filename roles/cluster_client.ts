@@ -17,7 +17,7 @@ import {
   ServerMethod,
   SetOperation,
 } from "../core/messages.ts";
-import { serverFor } from "../core/replica_targets.ts";
+import { NOT_READY, OBSOLETE, serverFor } from "../core/replica_targets.ts";
 import { adoptRings } from "../core/ring_adoption.ts";
 import type { StoredRecord } from "../core/store.ts";
 import { RpcErrorCode } from "../core/rpc_frame.ts";
@@ -377,6 +377,7 @@ export class ClusterClient {
       ServerMethod.Set,
       [operation, dbKey, dbValue],
       this.#settings.setRetry,
+      operation !== SetOperation.Cas,
     );
     if (reply.kind === "error") return reply;
     if (typeof reply.value === "bigint") return { kind: "stored", cas: reply.value };
@@ -405,6 +406,7 @@ export class ClusterClient {
       ServerMethod.Delete,
       [flags, dbKey],
       this.#settings.deleteRetry,
+      false,
     );
     if (reply.kind === "error") return reply;
     return reply.value === true ? { kind: "deleted" } : { kind: "not_found" };
@@ -532,6 +534,7 @@ export class ClusterClient {
       ServerMethod.Mutate,
       [operation, dbKey, dbValue, definedOptions],
       this.#settings.setRetry,
+      REPEATABLE_MUTATIONS.has(operation),
     );
     if (reply.kind === "error") return reply;
     const [status, clockTime, rawValue] = reply.value as [number, bigint, Uint8Array | null];
@@ -546,17 +549,26 @@ export class ClusterClient {
    * Sends a write to the key's coordinator in the write ring, retrying up to `retries` times
    * (the ring is re-read each time, as renewals may have changed it). A nil reply means the
    * coordinator could not replicate: that is a failure too.
+   *
+   * Only `repeatable` writes (a plain set) are retried whatever went wrong. Any other write is
+   * retried only after a failure that proves it changed nothing — never sent, or refused by a
+   * server that is not the coordinator — because after a timeout, a lost connection or a failed
+   * replication it may have taken effect: sending it again would apply an incr, an append or
+   * an add twice, or answer NOT_FOUND for a delete that did delete. Such an outcome is
+   * reported as an error (memcached's SERVER_ERROR), never guessed.
    */
   async #callCoordinator(
     dbKey: Uint8Array,
     method: number,
     params: unknown[],
     retries: number,
+    repeatable: boolean,
   ): Promise<{ kind: "ok"; value: unknown } | { kind: "error"; message: string }> {
     const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
     let lastError = "no server";
     for (let attempt = 0; attempt <= retries && !this.#closed; attempt++) {
       const target = serverFor(this.writeHashSpace, hash, 0);
+      let changedNothing = true;
       if (target) {
         try {
           const value = await this.#server(target).call(
@@ -566,16 +578,43 @@ export class ClusterClient {
           );
           if (value !== null && value !== undefined) return { kind: "ok", value };
           lastError = "replication failed";
+          changedNothing = false;
         } catch (error) {
           lastError = errorMessage(error);
+          changedNothing = refusedBeforeActing(error);
         }
       }
       this.#countError();
+      if (!repeatable && !changedNothing) {
+        return { kind: "error", message: `outcome unknown, not retried: ${lastError}` };
+      }
       if (attempt < retries) await this.#retryPause(attempt);
     }
     return { kind: "error", message: lastError };
   }
 }
+
+/**
+ * Whether a failed call certainly did nothing at the peer (see #callCoordinator): never sent, or
+ * refused by the coordinator check (REFUSED; from older servers SERVER_ERROR with the refusal's
+ * message), which runs before anything is read or written.
+ */
+function refusedBeforeActing(error: unknown): boolean {
+  if (!(error instanceof RpcError)) return false;
+  if (error.notSent || error.code === RpcErrorCode.REFUSED) return true;
+  return error.code === RpcErrorCode.SERVER_ERROR &&
+    (error.message === OBSOLETE || error.message === NOT_READY);
+}
+
+/**
+ * Mutate operations a gateway may send again after an unknown outcome: applying them twice
+ * leaves the same item and the same reply as applying them once.
+ */
+const REPEATABLE_MUTATIONS: ReadonlySet<number> = new Set([
+  MutateOperation.Replace,
+  MutateOperation.Touch,
+  MutateOperation.GetAndTouch,
+]);
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

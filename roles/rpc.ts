@@ -276,7 +276,7 @@ class TcpRpcConnection implements RpcConnection {
   }
 
   call(method: number, params: unknown[], timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<unknown> {
-    if (this.#isClosed) return Promise.reject(this.#lostError());
+    if (this.#isClosed) return Promise.reject(this.#lostError({ notSent: true }));
     const msgid = this.#allocateMsgid();
     try {
       this.#enqueue(requestEnvelope(msgid, method, params));
@@ -286,10 +286,11 @@ class TcpRpcConnection implements RpcConnection {
         new RpcError(
           RpcErrorCode.PROTOCOL_ERROR,
           `cannot encode params of method ${method}: ${why}`,
+          { notSent: true },
         ),
       );
     }
-    if (this.#isClosed) return Promise.reject(this.#lostError());
+    if (this.#isClosed) return Promise.reject(this.#lostError({ notSent: true }));
     return new Promise((resolve, reject) => {
       const deadlineMs = performance.now() + timeoutMs;
       this.#pending.set(msgid, { method, timeoutMs, deadlineMs, resolve, reject });
@@ -495,9 +496,9 @@ class TcpRpcConnection implements RpcConnection {
     return nextDeadlineMs;
   }
 
-  #lostError(): RpcError {
+  #lostError(options: { notSent?: boolean } = {}): RpcError {
     const message = `connection to ${formatAddress(this.remoteAddress)} lost`;
-    return new RpcError(RpcErrorCode.TRANSPORT_LOST, message);
+    return new RpcError(RpcErrorCode.TRANSPORT_LOST, message, options);
   }
 
   #shutdown(): void {
@@ -609,7 +610,7 @@ export class RpcSession {
     this.#failedConnects = 0;
     this.#queueTimeouts.cancel();
     const message = `${formatAddress(this.address)} abandoned: ${reason}`;
-    this.#rejectQueued(new RpcError(RpcErrorCode.NODE_LOST, message));
+    this.#rejectQueued(new RpcError(RpcErrorCode.NODE_LOST, message, { notSent: true }));
     callHook(() => this.#options.onLost?.());
   }
 
@@ -730,7 +731,7 @@ export class RpcSession {
     const message = `${formatAddress(this.address)} lost after ${this.#options.connectRetryLimit}` +
       ` failed connects: ${why}`;
     this.#queueTimeouts.cancel();
-    this.#rejectQueued(new RpcError(RpcErrorCode.NODE_LOST, message));
+    this.#rejectQueued(new RpcError(RpcErrorCode.NODE_LOST, message, { notSent: true }));
     callHook(() => this.#options.onLost?.());
   }
 
@@ -769,11 +770,12 @@ export class RpcSession {
     const where = formatAddress(this.address);
     const message = `call ${call.method} to ${where} timed out after ${call.timeoutMs} ms` +
       " (not connected)";
-    return new RpcError(RpcErrorCode.TIMEOUT, message);
+    return new RpcError(RpcErrorCode.TIMEOUT, message, { notSent: true });
   }
 
   #closedError(): RpcError {
-    return new RpcError(RpcErrorCode.NODE_LOST, `session to ${formatAddress(this.address)} closed`);
+    const message = `session to ${formatAddress(this.address)} closed`;
+    return new RpcError(RpcErrorCode.NODE_LOST, message, { notSent: true });
   }
 }
 

@@ -31,6 +31,7 @@ import {
 } from "../core/memcached_binary.ts";
 import { KUMO_VERSION } from "../core/messages.ts";
 import type { ClusterClient } from "./cluster_client.ts";
+import { answerStats, type StatsContext } from "./stats_groups.ts";
 import type { FrontEndProtocol, ParseStep, Reply } from "./connection_loop.ts";
 
 export interface BinaryProtocolSettings {
@@ -40,6 +41,8 @@ export interface BinaryProtocolSettings {
   nowSeconds: () => number;
   /** General stats for STAT with no group, in order; default pid, time and version. */
   stats?: () => ReadonlyArray<readonly [string, string | number | bigint]>;
+  /** The gateway's counters and connections, for STAT with a group (settings, conns, …). */
+  statsContext?: StatsContext;
 }
 
 type Header = { opcode: number; opaque: number };
@@ -94,9 +97,9 @@ function dispatch(
     case "store":
       return store(client, settings, request);
     case "concat":
-      return concat(client, request);
+      return concat(client, settings, request);
     case "delete":
-      return remove(client, request);
+      return remove(client, settings, request);
     case "arithmetic":
       return arithmetic(client, settings, request);
     case "flush":
@@ -110,11 +113,21 @@ function dispatch(
         opaque: request.opaque,
         value: latin1(`kumo-${KUMO_VERSION}`),
       });
-    case "noop":
     case "verbosity":
+      if (settings.statsContext) settings.statsContext.stats.verbosity = request.level;
+      return request.quiet ? null : success(request);
+    case "noop":
     case "quit":
       return request.quiet ? null : success(request);
   }
+}
+
+/** A storage command for the gateway's counters (cmd_set, `stats detail`). */
+function countSet(settings: BinaryProtocolSettings, key: Uint8Array): void {
+  const stats = settings.statsContext?.stats;
+  if (stats === undefined) return;
+  stats.cmdSet++;
+  stats.countDetail(key, "set");
 }
 
 function success(request: Header, cas = 0n, value?: Uint8Array): Uint8Array {
@@ -139,6 +152,9 @@ async function get(
   const result = request.exptime === undefined
     ? await client.get(request.key)
     : await client.getAndTouch(request.key, absoluteExpiry(request.exptime, settings.nowSeconds()));
+  const stats = settings.statsContext?.stats;
+  stats?.countGets([result], request.exptime !== undefined);
+  stats?.countDetail(request.key, "get", result.kind === "hit");
   switch (result.kind) {
     case "hit":
       return encodeHitResponse(request, {
@@ -188,6 +204,7 @@ async function store(
 ): Promise<Reply> {
   // As memcached: a non-zero cas turns set, add and replace alike into a compare-and-swap.
   const casUnique = request.cas !== 0n ? request.cas : undefined;
+  countSet(settings, request.key);
   const result = await client.set({
     key: request.key,
     value: request.value,
@@ -213,8 +230,13 @@ async function store(
   }
 }
 
-async function concat(client: ClusterClient, request: BinaryConcatRequest): Promise<Reply> {
+async function concat(
+  client: ClusterClient,
+  settings: BinaryProtocolSettings,
+  request: BinaryConcatRequest,
+): Promise<Reply> {
   const casUnique = request.cas !== 0n ? request.cas : undefined;
+  countSet(settings, request.key);
   const result = await client.set({
     key: request.key,
     value: request.value,
@@ -237,11 +259,17 @@ async function concat(client: ClusterClient, request: BinaryConcatRequest): Prom
   }
 }
 
-async function remove(client: ClusterClient, request: BinaryDeleteRequest): Promise<Reply> {
+async function remove(
+  client: ClusterClient,
+  settings: BinaryProtocolSettings,
+  request: BinaryDeleteRequest,
+): Promise<Reply> {
   const casUnique = request.cas !== 0n ? request.cas : undefined;
   const result = await client.delete(request.key, {
     casUnique,
   });
+  settings.statsContext?.stats.countDelete(result.kind);
+  settings.statsContext?.stats.countDetail(request.key, "del");
   switch (result.kind) {
     case "deleted":
       return request.quiet ? null : success(request);
@@ -303,13 +331,30 @@ export function flushDelaySeconds(exptime: number, nowSeconds: number): number {
 }
 
 /**
- * STAT: one response per stat (key = name, value = its text), then an empty one. "reset" answers
- * just the terminator; other groups (items, slabs, settings…) live on the servers: not found.
+ * STAT: one response per stat (key = name, value = its text), then an empty one. The group
+ * (the key) is answered as on the text protocol (roles/stats_groups.ts): "reset" and "detail
+ * on|off" answer just the terminator, "detail dump" one stat "detailed" holding the dump, as
+ * memcached does; an unknown group is "key not found".
  */
 function stat(settings: BinaryProtocolSettings, request: BinaryStatRequest): Uint8Array {
   const group = new TextDecoder().decode(request.group);
-  if (group !== "" && group !== "reset") return failure(request, BinaryStatus.KeyNotFound);
-  const stats = group === "" ? (settings.stats ?? defaultStats(settings))() : [];
+  let stats: ReadonlyArray<readonly [string, string | number | bigint]>;
+  if (group === "") {
+    stats = (settings.stats ?? defaultStats(settings))();
+  } else if (settings.statsContext === undefined) {
+    if (group !== "reset") return failure(request, BinaryStatus.KeyNotFound);
+    stats = [];
+  } else {
+    const answer = answerStats(group.split(" ").filter(Boolean), settings.statsContext);
+    if (answer.kind === "unknown" || answer.kind === "usage") {
+      return failure(request, BinaryStatus.KeyNotFound);
+    }
+    stats = answer.kind === "stats"
+      ? answer.entries
+      : answer.kind === "lines"
+      ? [["detailed", answer.lines.map((line) => `${line}\r\n`).join("") + "END\r\n"]]
+      : [];
+  }
   const packets = stats.map(([name, value]) =>
     encodeResponse({
       opcode: request.opcode,

@@ -9,7 +9,13 @@ import { parseGatewayOptions } from "../core/daemon_options.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
-import { type ConnectionLimits, serveConnection } from "./connection_loop.ts";
+import {
+  type ConnectionLimits,
+  type FrontEndProtocol,
+  serveConnection,
+} from "./connection_loop.ts";
+import { type ConnectionInfo, ConnectionRegistry } from "./gateway_connections.ts";
+import type { StatEntries } from "./stats_groups.ts";
 import { listenError, runDaemon } from "./daemon.ts";
 import { resolveAddress } from "./resolve.ts";
 import { GatewayStats } from "./gateway_stats.ts";
@@ -38,6 +44,8 @@ export class Gateway {
   readonly client: ClusterClient;
   /** Counters behind `stats`, for every connection and protocol of this gateway. */
   readonly stats: GatewayStats;
+  /** Listeners and client connections, for `stats conns`. */
+  readonly connections: ConnectionRegistry;
   /** The bound text port, when `-t` was given. */
   readonly textPort?: number;
   /** The bound binary port, when `-b` was given. */
@@ -56,7 +64,9 @@ export class Gateway {
     nowSeconds: (() => number) | undefined,
   ) {
     this.client = client;
-    this.stats = new GatewayStats(nowSeconds ?? (() => Math.floor(Date.now() / 1000)));
+    const clock = nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    this.stats = new GatewayStats(clock);
+    this.connections = new ConnectionRegistry(clock);
     this.#listeners = listeners;
     const portOf = (listener?: Deno.TcpListener) =>
       listener ? (listener.addr as Deno.NetAddr).port : undefined;
@@ -71,44 +81,80 @@ export class Gateway {
     const gateway = new Gateway(client, listeners, settings.nowSeconds);
     const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
     const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    for (const listener of Object.values(listeners)) gateway.connections.addListener(listener.addr);
+    const gatewaySettings = () => settingsEntries(listeners, maxItemBytes);
     // One set of counters for the whole gateway, shared by every connection and protocol.
-    const protocolSettings = { maxItemBytes, nowSeconds, stats: gateway.stats };
-    const binarySettings = { maxItemBytes, nowSeconds, stats: () => gateway.stats.entries() };
+    const protocolSettings = {
+      maxItemBytes,
+      nowSeconds,
+      stats: gateway.stats,
+      connections: gateway.connections,
+      gatewaySettings,
+    };
+    const binarySettings = {
+      maxItemBytes,
+      nowSeconds,
+      stats: () => gateway.stats.entries(),
+      statsContext: {
+        stats: gateway.stats,
+        connections: gateway.connections,
+        settings: gatewaySettings,
+      },
+    };
     const limits: ConnectionLimits = {
       maxRequestBytes: maxItemBytes + REQUEST_HEADER_ALLOWANCE_BYTES,
       maxPendingReplies: MAX_PENDING_REPLIES,
     };
     // One protocol object per connection: the cloudy one tracks the connection's requests.
+    const tracked = <R>(protocol: FrontEndProtocol<R>, info: ConnectionInfo) =>
+      trackCommands(protocol, info, nowSeconds);
     if (listeners.text) {
       gateway.#accept(
         listeners.text,
-        (connection) => serveConnection(connection, textProtocol(client, protocolSettings), limits),
+        (connection, info) =>
+          serveConnection(
+            connection,
+            tracked(textProtocol(client, protocolSettings), info),
+            limits,
+          ),
       );
     }
     if (listeners.binary) {
       gateway.#accept(
         listeners.binary,
-        (connection) => serveConnection(connection, binaryProtocol(client, binarySettings), limits),
+        (connection, info) =>
+          serveConnection(
+            connection,
+            tracked(binaryProtocol(client, binarySettings), info),
+            limits,
+          ),
       );
     }
     if (listeners.cloudy) {
       const cloudyLimits: ConnectionLimits = { ...limits, replyOrder: "completion" };
       gateway.#accept(
         listeners.cloudy,
-        (connection) =>
-          serveConnection(connection, cloudyProtocol(client, binarySettings), cloudyLimits),
+        (connection, info) =>
+          serveConnection(
+            connection,
+            tracked(cloudyProtocol(client, binarySettings), info),
+            cloudyLimits,
+          ),
       );
     }
     return gateway;
   }
 
-  #accept(listener: Deno.TcpListener, serve: (connection: Deno.Conn) => Promise<void>): void {
+  #accept(
+    listener: Deno.TcpListener,
+    serve: (connection: Deno.Conn, info: ConnectionInfo) => Promise<void>,
+  ): void {
     this.#accepting.push(this.#acceptLoop(listener, serve));
   }
 
   async #acceptLoop(
     listener: Deno.Listener,
-    serve: (connection: Deno.Conn) => Promise<void>,
+    serve: (connection: Deno.Conn, info: ConnectionInfo) => Promise<void>,
   ): Promise<void> {
     try {
       for await (const connection of listener) {
@@ -119,10 +165,12 @@ export class Gateway {
         (connection as Deno.TcpConn).setNoDelay(true);
         this.stats.currConnections++;
         this.stats.totalConnections++;
-        const serving = serve(connection)
+        const info = this.connections.open(connection);
+        const serving = serve(connection, info)
           .catch(() => {})
           .finally(() => {
             this.stats.currConnections--;
+            this.connections.close(info);
             this.#connections.delete(connection);
           });
         this.#connections.set(connection, serving);
@@ -151,6 +199,44 @@ export class Gateway {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Notes when a connection last sent a command (`stats conns`). */
+function trackCommands<Request>(
+  protocol: FrontEndProtocol<Request>,
+  info: ConnectionInfo,
+  nowSeconds: () => number,
+): FrontEndProtocol<Request> {
+  return {
+    parse: protocol.parse,
+    execute: (request) => {
+      info.lastCommandSeconds = nowSeconds();
+      return protocol.execute(request);
+    },
+  };
+}
+
+/** `stats settings`: memcached's names, with the values that are true of a gateway. */
+function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntries {
+  const text = listeners.text?.addr;
+  return [
+    // Items live on the servers' disks: the gateway has no memory limit and never evicts.
+    ["maxbytes", 0],
+    ["tcpport", text?.port ?? 0],
+    ["udpport", 0],
+    ["inter", text?.hostname ?? "NULL"],
+    ["evictions", "off"],
+    ["num_threads", 1],
+    ["cas_enabled", "yes"],
+    ["binding_protocol", "ascii"],
+    ["auth_enabled_sasl", "no"],
+    ["auth_enabled_ascii", "no"],
+    ["item_size_max", maxItemBytes],
+    ["flush_enabled", "yes"],
+    ["stat_key_prefix", ":"],
+    // The ring hash (kumofs): keys are placed by SHA-1.
+    ["hash_algorithm", "sha1"],
+  ];
 }
 
 interface Listeners {

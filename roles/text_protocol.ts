@@ -27,7 +27,9 @@ import {
 import { KUMO_VERSION } from "../core/messages.ts";
 import type { ClusterClient, GetResult, StoreMode } from "./cluster_client.ts";
 import type { FrontEndProtocol, Reply } from "./connection_loop.ts";
-import { GatewayStats } from "./gateway_stats.ts";
+import type { ConnectionRegistry } from "./gateway_connections.ts";
+import { GatewayStats, statLines } from "./gateway_stats.ts";
+import { answerStats, type StatEntries, type StatsAnswer } from "./stats_groups.ts";
 import { executeMeta } from "./meta_protocol.ts";
 
 export interface TextProtocolSettings {
@@ -35,6 +37,9 @@ export interface TextProtocolSettings {
   nowSeconds: () => number;
   /** Counters shown by `stats`; shared by every connection of one gateway. */
   stats?: GatewayStats;
+  /** For `stats conns` and `stats settings`. */
+  connections?: ConnectionRegistry;
+  gatewaySettings?: () => StatEntries;
 }
 
 export function textProtocol(
@@ -43,16 +48,18 @@ export function textProtocol(
 ): FrontEndProtocol<TextRequest> {
   const limits = { maxKeyBytes: MEMCACHED_MAX_KEY_BYTES, maxValueBytes: settings.maxItemBytes };
   const stats = settings.stats ?? new GatewayStats(settings.nowSeconds);
-  const withStats = { ...settings, stats };
+  const withStats: ExecuteSettings = { ...settings, stats };
   return {
     parse: (buffer, offset) => parseTextRequest(buffer, offset, limits),
     execute: (request) => execute(client, withStats, request),
   };
 }
 
+type ExecuteSettings = TextProtocolSettings & { stats: GatewayStats };
+
 function execute(
   client: ClusterClient,
-  settings: Required<TextProtocolSettings>,
+  settings: ExecuteSettings,
   request: TextRequest,
 ): Reply | Promise<Reply> {
   const { stats } = settings;
@@ -90,10 +97,17 @@ function execute(
     case "flush_all":
       return flushAll(client, stats, request.delaySeconds, request.noreply);
     case "stats":
-      return request.args.length === 0 ? stats.report() : ERROR;
+      return statsReply(
+        answerStats(request.args, {
+          stats,
+          connections: settings.connections,
+          settings: settings.gatewaySettings,
+        }),
+      );
     case "version":
       return versionLine(`kumo-${KUMO_VERSION}`);
     case "verbosity":
+      stats.verbosity = request.level;
       return request.noreply ? null : OK;
     case "quit":
       return "close";
@@ -124,6 +138,9 @@ async function get(
     ),
   );
   stats.countGets(results, touchExpireAt !== undefined);
+  if (stats.detailEnabled) {
+    keys.forEach((key, i) => stats.countDetail(key, "get", results[i].kind === "hit"));
+  }
   if (keys.length === 1 && results[0].kind === "error") return serverError("get failed");
   const parts: Uint8Array[] = [];
   let bytes = END.length;
@@ -139,12 +156,13 @@ async function get(
 
 async function store(
   client: ClusterClient,
-  settings: Required<TextProtocolSettings>,
+  settings: ExecuteSettings,
   request: { key: Uint8Array; flags: number; exptime: number; value: Uint8Array; noreply: boolean },
   mode: StoreMode,
   casUnique: bigint | undefined,
 ): Promise<Reply> {
   settings.stats.cmdSet++;
+  settings.stats.countDetail(request.key, "set");
   const result = await client.set({
     key: request.key,
     value: request.value,
@@ -197,7 +215,7 @@ async function arithmetic(
 
 async function touch(
   client: ClusterClient,
-  settings: Required<TextProtocolSettings>,
+  settings: ExecuteSettings,
   key: Uint8Array,
   exptime: number,
   noreply: boolean,
@@ -223,6 +241,7 @@ async function remove(
 ): Promise<Reply> {
   const result = await client.delete(key, { async: noreply });
   stats.countDelete(result.kind);
+  stats.countDetail(key, "del");
   if (noreply) return null;
   switch (result.kind) {
     case "deleted":
@@ -256,4 +275,24 @@ export function concat(parts: Uint8Array[], bytes: number): Uint8Array {
     offset += part.length;
   }
   return out;
+}
+
+const encoder = new TextEncoder();
+
+/** A `stats <group>` answer as memcached writes it on the text protocol. */
+function statsReply(answer: StatsAnswer): Uint8Array {
+  switch (answer.kind) {
+    case "stats":
+      return statLines(answer.entries);
+    case "reset":
+      return encoder.encode("RESET\r\n");
+    case "ok":
+      return OK;
+    case "lines":
+      return encoder.encode(answer.lines.map((line) => `${line}\r\n`).join("") + "END\r\n");
+    case "usage":
+      return encoder.encode(`CLIENT_ERROR ${answer.message}\r\n`);
+    case "unknown":
+      return ERROR;
+  }
 }

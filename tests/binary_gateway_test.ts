@@ -347,7 +347,33 @@ Deno.test("binary port: storage, retrieval, cas, counters, touch and flush", asy
     assert.ok(named.some((r) => text(r.key) === "pid"));
     const terminator = stats[stats.length - 2];
     assert.deepStrictEqual([terminator.key.length, terminator.value.length], [0, 0]);
-    assert.equal(status(await client.request({ opcode: Op.Stat, key: k("slabs") })), 1);
+    assert.equal(status(await client.request({ opcode: Op.Stat, key: k("bogus") })), 1);
+    // Groups answer as on the text port: one packet a stat, then the empty terminator.
+    const group = async (name: string) => {
+      await client.send({ opcode: Op.Stat, key: k(name) }, { opcode: Op.Noop });
+      const packets = await client.readThroughNoop();
+      assert.deepStrictEqual(packets.at(-1)!.opcode, Op.Noop);
+      const terminator = packets.at(-2)!;
+      assert.deepStrictEqual([terminator.status, terminator.key.length], [0, 0], name);
+      return new Map(packets.slice(0, -2).map((r) => [text(r.key), text(r.value)]));
+    };
+    assert.deepStrictEqual(
+      [...await group("slabs")],
+      [["active_slabs", "0"], ["total_malloced", "0"]],
+    );
+    assert.deepStrictEqual([...await group("sizes")], [["sizes_status", "disabled"]]);
+    assert.deepStrictEqual([...await group("items")], []);
+    assert.equal((await group("settings")).get("item_size_max"), "1048576");
+    assert.equal((await group("settings")).get("verbosity"), "1");
+    assert.ok([...(await group("conns")).keys()].some((name) => name.endsWith(":listen_addr")));
+    assert.deepStrictEqual([...await group("reset")], []);
+    assert.deepStrictEqual([...await group("detail on")], []);
+    await client.request(set("sg:k", "v"));
+    assert.equal(
+      (await group("detail dump")).get("detailed"),
+      "PREFIX sg get 0 hit 0 set 1 del 0\r\nEND\r\n",
+    );
+    assert.deepStrictEqual([...await group("detail off")], []);
   });
 
   await t.step("flush empties the cluster; flushq is quiet", async () => {

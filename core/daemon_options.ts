@@ -36,6 +36,16 @@ const MAX_PERIOD_SECONDS = 86_400;
 const MIN_PERIOD_SECONDS = 0.001;
 const MAX_RETRIES = 1_000_000;
 
+/**
+ * `--test-break` names: `ack-before-replicate` makes the coordinator answer a write once it is
+ * in its own store, while replication goes on in the background (what `-As` asks for per
+ * request, here for every write), so that the multi-host checkers can be shown to catch it.
+ */
+export const TEST_BREAKS = ["ack-before-replicate"] as const;
+export type TestBreak = typeof TEST_BREAKS[number];
+/** kumofs orders versions by their counters within 5 s (clock_time.ts); a skew must stay inside. */
+const MAX_TEST_CLOCK_SKEW_SECONDS = 4.999;
+
 function seconds(description: string, fallback: number, short?: string, long?: string) {
   return {
     kind: "float",
@@ -233,6 +243,19 @@ export const SERVER_COMMAND = {
       max: 1024 * 1024 * 1024,
       description: "maximum memory usage to memory deleted key",
     },
+    // Fault-injection switches for tools/multihost; off unless given, never for production.
+    testClockSkewSeconds: {
+      kind: "string",
+      long: "--test-clock-skew-seconds",
+      valueName: "seconds",
+      description: "testing only: shift this server's clock by n seconds (|n| < 5)",
+    },
+    testBreak: {
+      kind: "string",
+      long: "--test-break",
+      valueName: "name",
+      description: `testing only: break kumo on purpose (${TEST_BREAKS.join(", ")})`,
+    },
     ...commonOptions(8),
   },
 } as const satisfies CommandSpec<OptionTable>;
@@ -369,6 +392,10 @@ export interface ServerConfig extends CommonConfig {
   readonly garbageMinTimeSeconds: number;
   readonly garbageMaxTimeSeconds: number;
   readonly garbageMemoryLimitBytes: number;
+  /** Testing only: added to the server's wall clock (absent = 0). */
+  readonly testClockSkewSeconds?: number;
+  /** Testing only: a deliberate bug (absent = none). */
+  readonly testBreak?: TestBreak;
 }
 
 export interface GatewayConfig extends CommonConfig {
@@ -462,6 +489,28 @@ export function parseServerOptions(argv: readonly string[]): ParseResult<ServerC
   const v = result.values;
   const clash = mustDiffer(SERVER_COMMAND, "manager2", v.manager2, "manager1", v.manager1);
   if (clash) return clash;
+  const { testClockSkewSeconds: skewSpec, testBreak: breakSpec } = SERVER_COMMAND.options;
+  const skew = v.testClockSkewSeconds === undefined ? undefined : Number(v.testClockSkewSeconds);
+  if (
+    skew !== undefined &&
+    (!/^-?(\d+(\.\d*)?|\.\d+)$/.test(v.testClockSkewSeconds!) ||
+      Math.abs(skew) > MAX_TEST_CLOCK_SKEW_SECONDS)
+  ) {
+    return optionError(
+      SERVER_COMMAND,
+      `invalid value for ${optionDisplayName(skewSpec)} ${JSON.stringify(v.testClockSkewSeconds)}` +
+        `: must be a number of seconds between -${MAX_TEST_CLOCK_SKEW_SECONDS} and ` +
+        `${MAX_TEST_CLOCK_SKEW_SECONDS}`,
+    );
+  }
+  const testBreak = v.testBreak as TestBreak | undefined;
+  if (testBreak !== undefined && !TEST_BREAKS.includes(testBreak)) {
+    return optionError(
+      SERVER_COMMAND,
+      `invalid value for ${optionDisplayName(breakSpec)} ${JSON.stringify(v.testBreak)}: ` +
+        `must be one of ${TEST_BREAKS.join(", ")}`,
+    );
+  }
   return {
     kind: "ok",
     values: compact({
@@ -479,6 +528,8 @@ export function parseServerOptions(argv: readonly string[]): ParseResult<ServerC
       garbageMinTimeSeconds: Math.min(v.garbageMinTime, v.garbageMaxTime),
       garbageMaxTimeSeconds: v.garbageMaxTime,
       garbageMemoryLimitBytes: v.garbageMemLimit * 1024,
+      testClockSkewSeconds: skew,
+      testBreak,
     }),
   };
 }

@@ -98,6 +98,8 @@ export class Manager {
   #keepaliveTimer: ReturnType<typeof setInterval>;
   #pendingTimers = new Set<ReturnType<typeof setTimeout>>();
   #autoGeneration = 0;
+  /** Silent servers this manager has said it will not mark fault (no majority heard). */
+  #quorumWarned = new Set<string>();
   #settings: Required<Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace">>;
   #log: Logger;
   #changeListeners = new Set<() => void>();
@@ -310,20 +312,41 @@ export class Manager {
   /**
    * A server or partner that answered nothing (keepalives included) for the silence limit is
    * lost: a paused process or a cut link closes nothing, so connection loss alone never shows.
+   *
+   * Silence is not proof that a server is down — this manager may be the one cut off. So a
+   * silent *attached* server is marked fault only while this manager still hears a strict
+   * majority of the attached servers: a manager on the small side of a partition (or alone
+   * behind a cut link) changes nothing, and the side that holds most servers carries on. (A
+   * crashed server is different: it refuses reconnects, which proves it serves nobody.)
    */
   #abandonSilentPeers(): void {
     const limitMs = silenceLimitMs(
       this.#settings.keepaliveIntervalMs,
       this.#settings.connectRetryLimit,
     );
-    for (const link of [...this.#servers.values()]) {
-      const silentMs = link.session.silentForMs;
-      if (silentMs > limitMs) {
-        this.#log.warn(
-          `server ${formatAddress(link.address)} silent for ${Math.round(silentMs)} ms`,
-        );
-        link.session.abandon(`silent for ${Math.round(silentMs)} ms`); // onLost marks it fault
+    const links = [...this.#servers.values()];
+    const silent = links.filter((link) => link.session.silentForMs > limitMs);
+    const attached = links.filter((link) => this.writeHashSpace.isActive(link.address));
+    const heard = attached.filter((link) =>
+      link.session.connected && link.session.silentForMs <= limitMs
+    );
+    const majority = heard.length * 2 > this.writeHashSpace.nodes.filter((n) => n.active).length;
+    for (const link of silent) {
+      const silentMs = Math.round(link.session.silentForMs);
+      const name = formatAddress(link.address);
+      if (this.writeHashSpace.isActive(link.address) && !majority) {
+        if (!this.#quorumWarned.has(name)) {
+          this.#quorumWarned.add(name);
+          this.#log.warn(
+            `server ${name} silent for ${silentMs} ms, but this manager hears only ` +
+              `${heard.length} attached server(s): not marking it fault (cut off here?)`,
+          );
+        }
+        continue;
       }
+      this.#quorumWarned.delete(name);
+      this.#log.warn(`server ${name} silent for ${silentMs} ms`);
+      link.session.abandon(`silent for ${silentMs} ms`); // onLost marks it fault
     }
     const partner = this.#partner;
     if (partner && partner.silentForMs > limitMs) {

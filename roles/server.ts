@@ -37,6 +37,7 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
+import { CancellablePauses } from "./pauses.ts";
 import { ReplaceWorker } from "./server_replace.ts";
 import { TombstoneCollector } from "./tombstone_collector.ts";
 import { SqliteStore } from "./sqlite_store.ts";
@@ -66,6 +67,11 @@ export interface ServerSettings {
   logger?: Logger;
   /** Injected wall clock (unix seconds) so tests can drive time. */
   nowSeconds?: () => number;
+  /**
+   * Testing only (`--test-break ack-before-replicate`): answer every write once it is in the
+   * local store, replicating in the background — a deliberate bug for the multi-host checkers.
+   */
+  ackBeforeReplicate?: boolean;
 }
 
 interface Counters {
@@ -115,6 +121,8 @@ export class Server {
   #ringListeners = new Set<() => void>();
   #closed = false;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #pauses = new CancellablePauses();
+  readonly #ackBeforeReplicate: boolean;
 
   private constructor(
     settings: ServerSettings,
@@ -139,6 +147,7 @@ export class Server {
       nowSeconds: settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
     };
     this.#startedAtSeconds = this.#settings.nowSeconds();
+    this.#ackBeforeReplicate = settings.ackBeforeReplicate === true;
     this.#garbage = new TombstoneCollector(store, {
       minAgeSeconds: settings.garbageMinTimeSeconds ?? 60,
       maxAgeSeconds: settings.garbageMaxTimeSeconds ?? 3600,
@@ -216,6 +225,7 @@ export class Server {
     this.#closed = true;
     clearInterval(this.#keepaliveTimer);
     clearTimeout(this.#flushTimer);
+    this.#pauses.cancelAll();
     this.#garbage.close();
     this.#replace.close();
     await this.#streamListener.close();
@@ -356,9 +366,9 @@ export class Server {
       case ServerMethod.Flush:
         return this.#flush(params);
       case ServerMethod.ReplicateSet:
-        return this.#replicateSet(params);
+        return this.#replicateSet(params, connection);
       case ServerMethod.ReplicateDelete:
-        return this.#replicateDelete(params);
+        return this.#replicateDelete(params, connection);
       case ServerMethod.KeepAlive:
         this.#updateClock(params[0]);
         return null;
@@ -418,7 +428,7 @@ export class Server {
   #get(params: unknown[]): Uint8Array | null {
     const dbKey = this.#dbKey(params[0]);
     const problem = ownershipProblem(this.address, this.readHashSpace, dbKey.hash);
-    if (problem) throw new RpcError(RpcErrorCode.SERVER_ERROR, problem);
+    if (problem) throw new RpcError(RpcErrorCode.REFUSED, problem);
     this.counters.cmdGet++;
     const record = this.store.get(dbKey.key, dbKey.hash);
     if (params[1] === true) return record ? encodeDbValue(record) : null;
@@ -452,7 +462,7 @@ export class Server {
       );
     } catch (error) {
       throw new RpcError(
-        RpcErrorCode.SERVER_ERROR,
+        RpcErrorCode.REFUSED,
         `cannot read ${formatAddress(owner)}: ${errorText(error)}`,
       );
     }
@@ -502,7 +512,7 @@ export class Server {
       this.#settings.replicateSetRetry,
     );
     await this.store.commit();
-    if (operation === SetOperation.SetAsync) {
+    if (operation === SetOperation.SetAsync || this.#ackBeforeReplicate) {
       replication.catch(() => {});
       return clockTime;
     }
@@ -530,7 +540,9 @@ export class Server {
       this.#settings.replicateDeleteRetry,
     );
     await this.store.commit();
-    if (typeof flags === "number" && (flags & DeleteFlag.Async) !== 0) {
+    if (
+      (typeof flags === "number" && (flags & DeleteFlag.Async) !== 0) || this.#ackBeforeReplicate
+    ) {
       replication.catch(() => {});
       return true;
     }
@@ -596,7 +608,7 @@ export class Server {
       clockTime,
       record.value === null ? null : encodeDbValue(record),
     ];
-    if (options.async) {
+    if (options.async || this.#ackBeforeReplicate) {
       replication.catch(() => {});
       return reply;
     }
@@ -647,7 +659,7 @@ export class Server {
 
   #coordinatorTargets(hash: bigint) {
     const targets = writeTargetsFor(this.address, this.writeHashSpace, this.readHashSpace, hash);
-    if (targets.kind === "rejected") throw new RpcError(RpcErrorCode.SERVER_ERROR, targets.reason);
+    if (targets.kind === "rejected") throw new RpcError(RpcErrorCode.REFUSED, targets.reason);
     return targets;
   }
 
@@ -680,6 +692,11 @@ export class Server {
             );
             return false;
           }
+          // Refused: the replica's rings differ from ours (one of us has not adopted the newest
+          // yet). Rings spread within milliseconds: wait a little rather than use up retries.
+          if (error instanceof RpcError && error.code === RpcErrorCode.REFUSED) {
+            await this.#pauses.pause(Math.min(REFUSED_RETRY_MAX_MS, 10 * (attempt + 1)));
+          }
         }
       }
     };
@@ -709,12 +726,13 @@ export class Server {
 
   // ---- replica side ---------------------------------------------------------------------
 
-  async #replicateSet(params: unknown[]): Promise<boolean> {
+  async #replicateSet(params: unknown[], connection: RpcConnection): Promise<boolean> {
     const [adjustClock, flags, rawKey, rawValue] = params;
     const dbKey = this.#dbKey(rawKey);
     const record = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
     if (!record) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
     this.#checkReplicaOwnership(dbKey.hash, flags);
+    this.#checkCoordinator(connection, dbKey.hash);
     this.#updateClock(adjustClock);
     this.clock.update(clockTimeCounter(record.clockTime));
     const written = this.store.putIfNewer({
@@ -726,13 +744,14 @@ export class Server {
     return written;
   }
 
-  async #replicateDelete(params: unknown[]): Promise<boolean> {
+  async #replicateDelete(params: unknown[], connection: RpcConnection): Promise<boolean> {
     const [adjustClock, flags, clockTime, rawKey] = params;
     const dbKey = this.#dbKey(rawKey);
     if (typeof clockTime !== "bigint") {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed clock time");
     }
     this.#checkReplicaOwnership(dbKey.hash, flags);
+    this.#checkCoordinator(connection, dbKey.hash);
     this.#updateClock(adjustClock);
     const written = this.store.putIfNewer(
       tombstone({ ...dbKey, key: copyBytes(dbKey.key) }, clockTime),
@@ -742,11 +761,28 @@ export class Server {
     return written;
   }
 
+  /**
+   * A replica takes a write only from the key's coordinator in its own write ring (fencing). A
+   * coordinator cut off and then marked fault may still have writes in flight — queued in its
+   * socket, retransmitted once the link heals, even after it was killed — stamped with versions
+   * its successor never saw; applied late, they would replace writes acknowledged since.
+   */
+  #checkCoordinator(connection: RpcConnection, hash: bigint): void {
+    const sender = connection.clusterPeer?.address;
+    const coordinator = serverFor(this.writeHashSpace, hash, 0);
+    if (!sender || !coordinator || !sameAddress(sender, coordinator)) {
+      throw new RpcError(
+        RpcErrorCode.REFUSED,
+        `${sender ? formatAddress(sender) : "an unnamed peer"} is not the coordinator here`,
+      );
+    }
+  }
+
   #checkReplicaOwnership(hash: bigint, flags: unknown): void {
     const byReadRing = typeof flags === "number" && (flags & ReplicateFlag.ByReadHashSpace) !== 0;
     const ring = byReadRing ? this.readHashSpace : this.writeHashSpace;
     const problem = ownershipProblem(this.address, ring, hash);
-    if (problem) throw new RpcError(RpcErrorCode.SERVER_ERROR, problem);
+    if (problem) throw new RpcError(RpcErrorCode.REFUSED, problem);
   }
 
   // ---- status ---------------------------------------------------------------------------
@@ -886,6 +922,8 @@ export class Server {
 }
 
 const UINT64_MAX = (1n << 64n) - 1n;
+/** Longest pause between replicate attempts a replica refused. */
+const REFUSED_RETRY_MAX_MS = 200;
 
 /** The options map of a Mutate request, validated. */
 function mutationOptions(raw: unknown, dbKey: DbKey): MutationOptions & { async?: boolean } {
@@ -945,6 +983,14 @@ export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The settings of the testing-only flags (none when they are absent). */
+function testSwitches(skewSeconds: number | undefined, testBreak: string | undefined) {
+  return {
+    ...(skewSeconds ? { nowSeconds: () => Math.floor(Date.now() / 1000 + skewSeconds) } : {}),
+    ...(testBreak === "ack-before-replicate" ? { ackBeforeReplicate: true } : {}),
+  };
+}
+
 /** `kumo-server` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
   return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger) => {
@@ -968,8 +1014,13 @@ export function main(argv: string[]): Promise<number> {
       garbageMaxTimeSeconds: config.garbageMaxTimeSeconds,
       garbageMemoryLimitBytes: config.garbageMemoryLimitBytes,
       logger,
+      ...testSwitches(config.testClockSkewSeconds, config.testBreak),
     });
     logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);
+    if (config.testClockSkewSeconds || config.testBreak) {
+      const skew = config.testClockSkewSeconds ?? 0, broken = config.testBreak ?? "none";
+      logger.warn(`testing only: clock skewed by ${skew} s, deliberately broken: ${broken}`);
+    }
     return server;
   });
 }

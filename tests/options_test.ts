@@ -137,6 +137,33 @@ Deno.test("server defaults", () => {
   assert.deepEqual(ok(parseServerOptions(argv)), expected);
 });
 
+Deno.test("server: the testing-only switches are off by default and checked", () => {
+  const base = ["-l", "127.0.0.1", "-m", "127.0.0.1", "-s", "db.sqlite"];
+  const plain = ok(parseServerOptions(base));
+  assert.equal(plain.testClockSkewSeconds, undefined);
+  assert.equal(plain.testBreak, undefined);
+  const skewed = ok(parseServerOptions([...base, "--test-clock-skew-seconds", "-2.5"]));
+  assert.equal(skewed.testClockSkewSeconds, -2.5);
+  assert.equal(
+    ok(parseServerOptions([...base, "--test-clock-skew-seconds=4"])).testClockSkewSeconds,
+    4,
+  );
+  const broken = ok(parseServerOptions([...base, "--test-break", "ack-before-replicate"]));
+  assert.equal(broken.testBreak, "ack-before-replicate");
+  for (const skew of ["5", "-7", "x", "1e3"]) {
+    assert.match(
+      errorMessage(parseServerOptions([...base, "--test-clock-skew-seconds", skew])),
+      /^kumo-server: invalid value for --test-clock-skew-seconds ".*": must be a number of seconds between/,
+    );
+  }
+  assert.equal(
+    errorMessage(parseServerOptions([...base, "--test-break", "lose-everything"])),
+    'kumo-server: invalid value for --test-break "lose-everything": must be one of ' +
+      "ack-before-replicate",
+  );
+  assert.match(formatUsage(SERVER_COMMAND), /--test-break .*testing only/);
+});
+
 Deno.test("gateway defaults", () => {
   const expected: GatewayConfig = {
     verbose: false,

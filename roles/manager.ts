@@ -86,6 +86,8 @@ export class Manager {
   newServers: NodeAddress[] = [];
   autoReplace: boolean;
 
+  /** Since when this manager has heard a strict majority of the attached servers. */
+  #majoritySinceMs: number | undefined;
   #listener: RpcListener;
   #servers = new Map<string, ServerLink>();
   /** Each registered server's process incarnation (see #checkIncarnation). */
@@ -210,6 +212,8 @@ export class Manager {
         onLost: () => this.#lostServer(address),
       });
       this.#servers.set(key, { address, session });
+    } else {
+      this.#refreshStaleSession(this.#servers.get(key)!.session);
     }
     this.#log.info(`server connected ${key}`);
     if (
@@ -222,7 +226,22 @@ export class Manager {
     this.#changed();
   }
 
-  /** kumofs lost_node: mark the server fault in both rings and tell everyone. */
+  /**
+   * A server that connects to us again is alive, but our own connection to it may be one that a
+   * partition left open and silent (TCP retransmits slowly after a long cut): judged by it, the
+   * server would be found silent and lost right after it came back. Such a connection is
+   * replaced now.
+   */
+  #refreshStaleSession(session: RpcSession): void {
+    if (session.silentForMs > this.#settings.keepaliveIntervalMs) session.reconnect();
+  }
+
+  /**
+   * kumofs lost_node: mark the server fault in both rings and tell everyone. The server's own
+   * connections to us are closed too: if it is alive after all (silence from a partition or a
+   * pause), it reconnects, announces itself and is a newcomer to attach — otherwise it would
+   * stay fault while connected, and nothing would ever offer it for attach.
+   */
   #lostServer(address: NodeAddress): void {
     if (this.#closed) return;
     const key = formatAddress(address);
@@ -230,6 +249,12 @@ export class Manager {
     this.#servers.delete(key);
     this.#incarnations.delete(key);
     if (link) void link.session.close();
+    for (const connection of this.#listener.connections) {
+      const peer = connection.clusterPeer;
+      if (peer?.role === ClusterRole.Server && sameAddress(peer.address, address)) {
+        connection.close();
+      }
+    }
     this.#log.warn(`lost node ${key}`);
     this.newServers = this.newServers.filter((a) => !sameAddress(a, address));
     this.#markFault(address);
@@ -331,15 +356,24 @@ export class Manager {
       link.session.connected && link.session.silentForMs <= limitMs
     );
     const majority = heard.length * 2 > this.writeHashSpace.nodes.filter((n) => n.active).length;
+    // Right after this manager hears a majority again (a partition healed), its sessions to the
+    // servers on the other side may still be the connections the partition left silent: judged
+    // by them, it would mark healthy servers fault in rings newer than its partner's, which
+    // would then win. So a majority must have held for a whole silence limit first.
+    const nowMs = performance.now();
+    if (!majority) this.#majoritySinceMs = undefined;
+    else this.#majoritySinceMs ??= nowMs;
+    const settledMajority = majority && nowMs - this.#majoritySinceMs! > limitMs;
     for (const link of silent) {
       const silentMs = Math.round(link.session.silentForMs);
       const name = formatAddress(link.address);
-      if (this.writeHashSpace.isActive(link.address) && !majority) {
+      if (this.writeHashSpace.isActive(link.address) && !settledMajority) {
         if (!this.#quorumWarned.has(name)) {
           this.#quorumWarned.add(name);
           this.#log.warn(
-            `server ${name} silent for ${silentMs} ms, but this manager hears only ` +
-              `${heard.length} attached server(s): not marking it fault (cut off here?)`,
+            `server ${name} silent for ${silentMs} ms, but this manager has not heard a ` +
+              `majority of the attached servers for ${limitMs} ms (it hears ${heard.length}): ` +
+              `not marking it fault (cut off here?)`,
           );
         }
         continue;

@@ -614,6 +614,15 @@ export class RpcSession {
     callHook(() => this.#options.onLost?.());
   }
 
+  /**
+   * Drops the current connection (its calls reject with TRANSPORT_LOST) and connects afresh,
+   * without declaring the peer lost: for a connection known to be stale while the peer is not.
+   */
+  reconnect(): void {
+    if (this.#closed || this.#connection === undefined) return;
+    this.#connection.close(); // its close handler reconnects (or leaves the session idle)
+  }
+
   get connected(): boolean {
     return this.#connection !== undefined && !this.#connection.isClosed;
   }

@@ -33,7 +33,9 @@ export const ServerMethod = {
   /** `[dbKey]` → dbValue, or nil when absent, deleted or expired. From a gateway. */
   Get: 34,
   /**
-   * `[operation, dbKey, dbValue]` → the new ClockTime (bigint) when stored; `false` when a CAS
+   * `[operation, dbKey, dbValue, writeId?, repeat?]` (kumo adds the gateway's write id of a
+   * plain set, and `repeat` = true when the gateway sends it again) → the new ClockTime (bigint)
+   * when stored; `false` when a CAS
    * compare failed (EXISTS); `0` when a CAS found no item (NOT_FOUND); nil when replication
    * failed (the gateway retries). For CAS the dbValue's clockTime carries the expected unique.
    */
@@ -56,6 +58,11 @@ export const ServerMethod = {
    * the flush time becomes invisible (removed); a later flush replaces a pending one.
    */
   Flush: 39,
+  /**
+   * kumo: `[writeId]` → the version this server applied the set with that id with (bigint), or
+   * nil if it does not remember it. Coordinator → owner, for a set a gateway sent again.
+   */
+  WriteVersion: 40,
   /** `[suffix]` → true; copies the store to `<store>-<suffix>`. From a manager. */
   CreateBackup: 96,
   /** `[statusCode]` → the value (see StatusCode). From kumostat/kumotop. */

@@ -149,6 +149,12 @@ export class ClusterClient {
   #ringWaiters = new Set<() => void>();
   #pauses = new CancellablePauses();
   #closed = false;
+  /**
+   * Ids for sets, so that a set sent again after an unknown outcome is recognised by the server
+   * that already applied it (core/recent_writes.ts): 32 random bits per process, then a count.
+   */
+  readonly #writeIdPrefix = BigInt(crypto.getRandomValues(new Uint32Array(1))[0]) << 32n;
+  #writeCount = 0;
 
   constructor(settings: ClusterClientSettings) {
     this.#log = settings.logger ?? silentLogger();
@@ -372,12 +378,20 @@ export class ClusterClient {
       expireAt: request.expireAt,
       value: request.value,
     });
+    // A set is sent again whatever went wrong: its id makes a second arrival harmless. A cas
+    // is not (its unique is spent once it succeeded).
+    const repeatable = operation !== SetOperation.Cas;
+    this.#writeCount = (this.#writeCount + 1) >>> 0;
+    const writeId = this.#writeIdPrefix | BigInt(this.#writeCount);
     const reply = await this.#callCoordinator(
       dbKey,
       ServerMethod.Set,
-      [operation, dbKey, dbValue],
+      (attempt) =>
+        repeatable
+          ? [operation, dbKey, dbValue, writeId, attempt > 0]
+          : [operation, dbKey, dbValue],
       this.#settings.setRetry,
-      operation !== SetOperation.Cas,
+      repeatable,
     );
     if (reply.kind === "error") return reply;
     if (typeof reply.value === "bigint") return { kind: "stored", cas: reply.value };
@@ -534,7 +548,7 @@ export class ClusterClient {
       ServerMethod.Mutate,
       [operation, dbKey, dbValue, definedOptions],
       this.#settings.setRetry,
-      REPEATABLE_MUTATIONS.has(operation),
+      false,
     );
     if (reply.kind === "error") return reply;
     const [status, clockTime, rawValue] = reply.value as [number, bigint, Uint8Array | null];
@@ -550,7 +564,8 @@ export class ClusterClient {
    * (the ring is re-read each time, as renewals may have changed it). A nil reply means the
    * coordinator could not replicate: that is a failure too.
    *
-   * Only `repeatable` writes (a plain set) are retried whatever went wrong. Any other write is
+   * Only `repeatable` writes (a plain set, which carries a write id) are retried whatever went
+   * wrong. Any other write is
    * retried only after a failure that proves it changed nothing — never sent, or refused by a
    * server that is not the coordinator — because after a timeout, a lost connection or a failed
    * replication it may have taken effect: sending it again would apply an incr, an append or
@@ -560,7 +575,7 @@ export class ClusterClient {
   async #callCoordinator(
     dbKey: Uint8Array,
     method: number,
-    params: unknown[],
+    params: unknown[] | ((attempt: number) => unknown[]),
     retries: number,
     repeatable: boolean,
   ): Promise<{ kind: "ok"; value: unknown } | { kind: "error"; message: string }> {
@@ -573,7 +588,7 @@ export class ClusterClient {
         try {
           const value = await this.#server(target).call(
             method,
-            params,
+            typeof params === "function" ? params(attempt) : params,
             this.#settings.rpcTimeoutMs,
           );
           if (value !== null && value !== undefined) return { kind: "ok", value };
@@ -605,16 +620,6 @@ function refusedBeforeActing(error: unknown): boolean {
   return error.code === RpcErrorCode.SERVER_ERROR &&
     (error.message === OBSOLETE || error.message === NOT_READY);
 }
-
-/**
- * Mutate operations a gateway may send again after an unknown outcome: applying them twice
- * leaves the same item and the same reply as applying them once.
- */
-const REPEATABLE_MUTATIONS: ReadonlySet<number> = new Set([
-  MutateOperation.Replace,
-  MutateOperation.Touch,
-  MutateOperation.GetAndTouch,
-]);
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

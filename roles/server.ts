@@ -2,6 +2,8 @@
  * kumo-server: stores data in SQLite, coordinates the writes of the keys it is the first active
  * owner of, replicates them synchronously to the other owners, and serves reads (reference §7).
  */
+import { RecentWrites } from "../core/recent_writes.ts";
+import { UnreplicatedKeys } from "./unreplicated_keys.ts";
 import { formatAddress, type NodeAddress, sameAddress } from "../core/address.ts";
 import {
   clockTimeCounter,
@@ -78,6 +80,8 @@ interface Counters {
   cmdGet: number;
   cmdSet: number;
   cmdDelete: number;
+  /** Sets sent again after an unknown outcome and found already applied here. */
+  setsRepeated: number;
 }
 
 const EMPTY_HASH_SPACE = HashSpace.fromSeed([[], 0n]);
@@ -87,7 +91,13 @@ export class Server {
   readonly streamPort: number;
   readonly store: Store;
   readonly clock = new LamportClock();
-  readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0 };
+  readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0, setsRepeated: 0 };
+  /** Whether this server was active in the last write ring it adopted (undefined: none yet). */
+  #activeInWriteRing: boolean | undefined;
+  /** Keys written here whose replication is under way or failed: reads of them wait. */
+  readonly #unreplicated = new UnreplicatedKeys();
+  /** Write ids of recent sets, so one sent again is not applied twice. */
+  readonly #recentWrites = new RecentWrites();
   /**
    * Random per process: managers see a restart even when it is quicker than their fault
    * detection, and treat the restarted server (maybe with an empty or old store) as new.
@@ -168,6 +178,11 @@ export class Server {
         for (const listener of this.#ringListeners) listener();
       },
       peer: (address) => this.#peer(address),
+      rejoined: () => {
+        // What it applied while away was discarded: so are the ids of those writes.
+        this.#recentWrites.clear();
+        this.#dropClientConnections("attached again");
+      },
       learnVersion: (clockTime) => this.clock.update(clockTimeCounter(clockTime)),
     });
   }
@@ -319,9 +334,32 @@ export class Server {
     const markedFault = (ring: HashSpace) =>
       ring.hasNode(this.address) && !ring.isActive(this.address);
     if (markedFault(rings.write) || markedFault(rings.read)) this.#replace.markSuspect();
+    const active = rings.write.isActive(this.address);
+    if (active !== this.#activeInWriteRing && this.#activeInWriteRing !== undefined) {
+      this.#dropClientConnections(active ? "attached again" : "marked fault");
+    }
+    this.#activeInWriteRing = active;
     this.#abandonInactivePeers();
     for (const listener of this.#ringListeners) listener();
     return true;
+  }
+
+  /**
+   * Closes the connections of gateways and tools when this server leaves or rejoins the rings.
+   * A request a gateway gave up on (a timeout during a partition) may still sit in the TCP
+   * send queue and arrive after the link heals, when this server may be a key's coordinator
+   * again: served then, a set the gateway already retried elsewhere would be applied a second
+   * time, over writes acknowledged since (found by the multi-host runs). Bytes that arrive
+   * after the close are refused by the kernel; the gateway reconnects for new requests.
+   */
+  #dropClientConnections(why: string): void {
+    let dropped = 0;
+    for (const connection of this.#listener.connections) {
+      if (connection.clusterPeer !== undefined) continue; // managers and servers
+      connection.close();
+      dropped++;
+    }
+    if (dropped > 0) this.#log.info(`${why}: closed ${dropped} gateway and tool connection(s)`);
   }
 
   /**
@@ -363,6 +401,10 @@ export class Server {
         return this.#delete(params);
       case ServerMethod.Mutate:
         return this.#mutate(params);
+      case ServerMethod.WriteVersion:
+        return typeof params[0] === "bigint"
+          ? this.#recentWrites.versionOf(params[0], performance.now()) ?? null
+          : null;
       case ServerMethod.Flush:
         return this.#flush(params);
       case ServerMethod.ReplicateSet:
@@ -425,14 +467,68 @@ export class Server {
   // ---- reads ----------------------------------------------------------------------------
 
   /** `[dbKey, raw?]`: with `raw` true (server to server) tombstones and expired items too. */
-  #get(params: unknown[]): Uint8Array | null {
+  #get(params: unknown[]): Uint8Array | null | Promise<Uint8Array | null> {
     const dbKey = this.#dbKey(params[0]);
     const problem = ownershipProblem(this.address, this.readHashSpace, dbKey.hash);
     if (problem) throw new RpcError(RpcErrorCode.REFUSED, problem);
     this.counters.cmdGet++;
+    if (params[1] !== true && this.#unreplicated.isUnsettled(dbKey.hash)) {
+      return this.#getOnceReplicated(dbKey, params[0]);
+    }
+    return this.#readRecord(dbKey, params[1] === true);
+  }
+
+  #readRecord(dbKey: DbKey, withTombstone: boolean): Uint8Array | null {
     const record = this.store.get(dbKey.key, dbKey.hash);
-    if (params[1] === true) return record ? encodeDbValue(record) : null;
+    if (withTombstone) return record ? encodeDbValue(record) : null;
     return isLive(record, this.#now()) ? encodeDbValue(record!) : null;
+  }
+
+  /**
+   * A read of a key whose latest local write is not yet on every replica (see
+   * roles/unreplicated_keys.ts): served once that replication ends; if it failed, the current
+   * record is replicated again first, and if that fails too the read fails — it must not show
+   * a write that may still be lost.
+   */
+  async #getOnceReplicated(dbKey: DbKey, rawKey: unknown): Promise<Uint8Array | null> {
+    const { failed } = await this.#unreplicated.settle(dbKey.hash);
+    const record = this.store.get(dbKey.key, dbKey.hash);
+    if (failed && record) {
+      const targets = this.#coordinatorTargets(dbKey.hash);
+      const replicated = await this.#replicateRecord(rawKey, record, targets, undefined);
+      if (!replicated) {
+        throw new RpcError(
+          RpcErrorCode.SERVER_ERROR,
+          "the latest write of this key is not on every replica yet",
+        );
+      }
+      this.#unreplicated.markReplicated(dbKey.hash);
+    }
+    return this.#readRecord(dbKey, false);
+  }
+
+  /** Sends `record` (a value or a tombstone) to every replica again; whether all took it. */
+  #replicateRecord(
+    rawKey: unknown,
+    record: StoredRecord,
+    targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
+    writeId: bigint | undefined,
+  ): Promise<boolean> {
+    return record.value === null
+      ? this.#replicate(
+        record.hash,
+        targets,
+        ServerMethod.ReplicateDelete,
+        (flags) => [this.clock.counter, flags, record.clockTime, rawKey],
+        this.#settings.replicateDeleteRetry,
+      )
+      : this.#replicate(
+        record.hash,
+        targets,
+        ServerMethod.ReplicateSet,
+        (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
+        this.#settings.replicateSetRetry,
+      );
   }
 
   /**
@@ -479,7 +575,8 @@ export class Server {
   // ---- coordinated writes ---------------------------------------------------------------
 
   async #set(params: unknown[]): Promise<bigint | false | 0 | null> {
-    const [operation, rawKey, rawValue] = params;
+    const [operation, rawKey, rawValue, rawWriteId, repeat] = params;
+    const writeId = typeof rawWriteId === "bigint" ? rawWriteId : undefined;
     const dbKey = this.#dbKey(rawKey);
     const incoming = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
     if (!incoming || incoming.value === null) {
@@ -496,7 +593,14 @@ export class Server {
     // Also for plain sets: the version must be newer than the copy still on its way here.
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    let applied = writeId === undefined
+      ? undefined
+      : this.#recentWrites.versionOf(writeId, performance.now());
+    if (applied === undefined && writeId !== undefined && repeat === true) {
+      applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
+    }
     const stored = this.store.get(dbKey.key, dbKey.hash);
+    if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
     if (operation === SetOperation.Cas) {
       if (!isLive(stored, this.#now())) return 0;
       if (stored!.clockTime !== incoming.clockTime) return false;
@@ -504,19 +608,82 @@ export class Server {
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.store.putIfNewer(record);
+    if (writeId !== undefined) this.#recentWrites.remember(writeId, clockTime, performance.now());
     const replication = this.#replicate(
       dbKey.hash,
       targets,
       ServerMethod.ReplicateSet,
-      (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
+      (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
       this.#settings.replicateSetRetry,
     );
+    this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
     if (operation === SetOperation.SetAsync || this.#ackBeforeReplicate) {
       replication.catch(() => {});
       return clockTime;
     }
     return (await replication) ? clockTime : null;
+  }
+
+  /**
+   * A set sent again by a gateway that got no reply to it (see core/recent_writes.ts): it was
+   * applied here with version `applied`. If that is still the key's version, it is replicated
+   * again (the first coordinator may have failed before every replica had it); if a newer write
+   * replaced it since, it took effect and was overwritten — applying it now would bring it back.
+   */
+  async #setAgain(
+    rawKey: unknown,
+    stored: StoredRecord | undefined,
+    applied: bigint,
+    targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
+    writeId: bigint,
+  ): Promise<bigint | null> {
+    this.counters.setsRepeated++;
+    if (stored?.clockTime !== applied) return applied;
+    const replication = this.#replicateRecord(rawKey, stored, targets, writeId);
+    this.#unreplicated.track(stored.hash, replication);
+    return (await replication) ? applied : null;
+  }
+
+  /** Reads of the key wait for this replication (not with the testing-only ack-before-replicate). */
+  #trackReplication(hash: bigint, replication: Promise<boolean>): void {
+    if (!this.#ackBeforeReplicate) this.#unreplicated.track(hash, replication);
+  }
+
+  /**
+   * For a set a gateway sent again that this server does not know: whether another owner of the
+   * key applied it (this server may have restarted or become the coordinator since). If one did,
+   * its record is pulled here first, so that {@link #setAgain} judges by the key's newest
+   * version. An owner that cannot answer leaves the question open: the set is refused, having
+   * changed nothing, and the gateway tries again.
+   */
+  async #versionElsewhere(
+    writeId: bigint,
+    rawKey: unknown,
+    dbKey: DbKey,
+    targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
+  ): Promise<bigint | undefined> {
+    const owners = [...targets.replicas, ...targets.readRingReplicas];
+    const answers = await Promise.all(owners.map(async (owner) => {
+      try {
+        const version = await this.#peer(owner).call(
+          ServerMethod.WriteVersion,
+          [writeId],
+          this.#settings.rpcTimeoutMs,
+        );
+        return { owner, version: typeof version === "bigint" ? version : undefined };
+      } catch (error) {
+        throw new RpcError(
+          RpcErrorCode.REFUSED,
+          `cannot ask ${formatAddress(owner)} about a repeated set: ${errorText(error)}`,
+        );
+      }
+    }));
+    const found = answers.find((answer) => answer.version !== undefined);
+    if (!found) return undefined;
+    await this.#pullFrom(found.owner, rawKey, dbKey);
+    this.#recentWrites.remember(writeId, found.version!, performance.now());
+    return found.version;
   }
 
   async #delete(params: unknown[]): Promise<boolean | null> {
@@ -539,6 +706,7 @@ export class Server {
       (replicateFlags) => [this.clock.counter, replicateFlags, clockTime, rawKey],
       this.#settings.replicateDeleteRetry,
     );
+    this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
     if (
       (typeof flags === "number" && (flags & DeleteFlag.Async) !== 0) || this.#ackBeforeReplicate
@@ -602,6 +770,7 @@ export class Server {
         (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
         this.#settings.replicateSetRetry,
       );
+    this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
     const reply: [number, bigint, Uint8Array | null] = [
       MutateStatus.Ok,
@@ -727,12 +896,15 @@ export class Server {
   // ---- replica side ---------------------------------------------------------------------
 
   async #replicateSet(params: unknown[], connection: RpcConnection): Promise<boolean> {
-    const [adjustClock, flags, rawKey, rawValue] = params;
+    const [adjustClock, flags, rawKey, rawValue, writeId] = params;
     const dbKey = this.#dbKey(rawKey);
     const record = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
     if (!record) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
     this.#checkReplicaOwnership(dbKey.hash, flags);
     this.#checkCoordinator(connection, dbKey.hash);
+    if (typeof writeId === "bigint") {
+      this.#recentWrites.remember(writeId, record.clockTime, performance.now());
+    }
     this.#updateClock(adjustClock);
     this.clock.update(clockTimeCounter(record.clockTime));
     const written = this.store.putIfNewer({

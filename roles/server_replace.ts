@@ -30,6 +30,8 @@ export interface ReplaceHost {
   peer(address: NodeAddress): RpcSession;
   /** Keeps the Lamport clock ahead of a version this server now stores. */
   learnVersion(clockTime: bigint): void;
+  /** This server, suspect until now (restarted or marked fault), is attached again. */
+  rejoined(): void;
 }
 
 export interface CopyOutcome {
@@ -81,7 +83,10 @@ export class ReplaceWorker {
       ? { transfers: [], discard: [] }
       : planCopy(host.address, source, newWrite, full);
     const discarded = this.#suspect ? this.#removeRanges(plan.discard) : 0;
-    if (newWrite.isActive(host.address)) this.#suspect = false;
+    if (this.#suspect && newWrite.isActive(host.address)) {
+      this.#suspect = false;
+      host.rejoined();
+    }
     if (discarded > 0) {
       host.log.info(`discarded ${discarded} records held from before this server was away`);
     }

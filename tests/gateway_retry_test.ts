@@ -88,19 +88,35 @@ Deno.test("gateway retry: a delete whose replication failed is not sent again", 
   });
 });
 
-Deno.test("gateway retry: a plain set is sent again after a failed replication", async () => {
-  await withFakeCluster((_method, _params, call) => call === 1 ? null : 42n, async (
-    client,
-    calls,
-  ) => {
-    const result = await client.set({
+Deno.test("gateway retry: a plain set is sent again after a failed replication, with its id", async () => {
+  const writeIds: unknown[] = [];
+  await withFakeCluster((_method, params, call) => {
+    writeIds.push(params[3]);
+    return call === 1 ? null : 42n;
+  }, async (client, calls) => {
+    const item = { key: encoder.encode("k"), value: encoder.encode("v"), flags: 0, expireAt: 0 };
+    const result = await client.set(item);
+    assert.deepEqual(result, { kind: "stored", cas: 42n });
+    assert.deepEqual(calls(), [ServerMethod.Set, ServerMethod.Set]);
+    // The same id both times (the server recognises the repeat), a new one for the next set.
+    assert.equal(typeof writeIds[0], "bigint");
+    assert.equal(writeIds[1], writeIds[0]);
+    await client.set(item);
+    assert.notEqual(writeIds[2], writeIds[0]);
+  });
+});
+
+Deno.test("gateway retry: a replace or touch that timed out is not sent again", async () => {
+  await withFakeCluster(() => NEVER, async (client, calls) => {
+    const replaced = await client.set({
       key: encoder.encode("k"),
       value: encoder.encode("v"),
       flags: 0,
       expireAt: 0,
+      mode: "replace",
     });
-    assert.deepEqual(result, { kind: "stored", cas: 42n });
-    assert.deepEqual(calls(), [ServerMethod.Set, ServerMethod.Set]);
+    assert.equal(replaced.kind, "error");
+    assert.deepEqual(calls(), [ServerMethod.Mutate], "sent exactly once");
   });
 });
 

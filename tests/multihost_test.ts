@@ -155,6 +155,36 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "multihost: a server host's link down with default flags: fault within 10 s, no set " +
+    "fails, nothing stale or missing, it rejoins clean",
+  ignore: notRunnable !== undefined,
+  fn: async () => {
+    const seed = Number(Deno.env.get("KUMO_MULTIHOST_SEED") ?? 1);
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        ...["run", "-q", "-P=multihost", "--config", `${ROOT}deno.json`],
+        `${ROOT}tools/multihost/main.ts`,
+        ...["--scenario", "link-down", "--seed", String(seed)],
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(RUN_TIMEOUT_MS),
+    }).output();
+    const decoder = new TextDecoder();
+    const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
+    console.log(text.split("\n").filter((line) => /fault after|PROBLEM/.test(line)).join("\n"));
+    const summary = /link-down: fault after (\d+) ms; .*failed sets (\d+); problems (\d+)/
+      .exec(text);
+    assert.ok(summary, text);
+    assert.ok(Number(summary[1]) <= 10_000, text);
+    assert.equal(Number(summary[2]), 0, text);
+    assert.equal(Number(summary[3]), 0, text);
+    assert.equal(output.code, 0, text);
+  },
+});
+
 // ---- the pure parts, runnable anywhere ---------------------------------------------------
 
 Deno.test("multihost schedule: a pure function of the seed, every kind at least once", () => {

@@ -52,6 +52,8 @@ export interface ClusterOptions {
   readonly serverFlags: readonly string[];
   /** Seconds of clock skew per server name (testing only flag). */
   readonly clockSkewSeconds: ReadonlyMap<string, number>;
+  /** Run with the daemons' default keepalive and retry flags instead of the fast ones. */
+  readonly defaultDetection?: boolean;
 }
 
 /** What one manager says, as `kumoctl status` shows it. */
@@ -78,6 +80,8 @@ export class Cluster {
   /** Starts every role, attaches the servers and waits until the gateway stores a key. */
   static async start(options: ClusterOptions, signal: AbortSignal): Promise<Cluster> {
     const { network, dir } = options;
+    const daemonFlags = options.defaultDetection ? [] : DAEMON_FLAGS;
+    const gatewayFlags = options.defaultDetection ? [] : GATEWAY_FLAGS;
     const address = (name: string) => network.host(name).address;
     const managerAddress = (name: string) => `${address(name)}:${MANAGER_PORT}`;
     const processes = new Map<string, RoleProcess>();
@@ -89,7 +93,7 @@ export class Cluster {
     for (const [i, name] of MANAGERS.entries()) {
       add(name, "manager", [
         ...["-v", "-l", managerAddress(name), "-p", managerAddress(MANAGERS[1 - i])],
-        ...DAEMON_FLAGS,
+        ...daemonFlags,
       ]);
     }
     for (const name of SERVERS) {
@@ -97,13 +101,13 @@ export class Cluster {
       add(name, "server", [
         ...["-v", "-m", managerAddress(MANAGERS[0]), "-p", managerAddress(MANAGERS[1])],
         ...["-l", `${address(name)}:${SERVER_PORT}`, "-L", String(STREAM_PORT)],
-        ...["-s", `${dir}/${name}.db`, ...DAEMON_FLAGS, ...options.serverFlags],
+        ...["-s", `${dir}/${name}.db`, ...daemonFlags, ...options.serverFlags],
         ...(skew ? ["--test-clock-skew-seconds", String(skew)] : []),
       ]);
     }
     add(GATEWAY, "gateway", [
       ...["-v", "-m", managerAddress(MANAGERS[0]), "-p", managerAddress(MANAGERS[1])],
-      ...["-t", `${address(GATEWAY)}:${GATEWAY_PORT}`, ...GATEWAY_FLAGS],
+      ...["-t", `${address(GATEWAY)}:${GATEWAY_PORT}`, ...gatewayFlags],
     ]);
     const cluster = new Cluster(network, processes);
     try {

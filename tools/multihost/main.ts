@@ -4,6 +4,7 @@
  * veths, tc). Prints one summary line per schedule and exits 0 iff no anomaly was found.
  */
 import { run } from "./command.ts";
+import { runLinkDown } from "./link_down.ts";
 import { freshSeed } from "./random.ts";
 import { runSchedule, type ScheduleReport } from "./run_schedule.ts";
 import { FAULT_KINDS, type FaultKind, PARTITION_MODES, type PartitionMode } from "./schedule.ts";
@@ -30,6 +31,10 @@ Options:
   --op-timeout T     a request without a reply for this long is "unknown" (default 10s)
   --keep-logs        keep each schedule's logs and stores (kept anyway when anomalies are found)
   --json FILE        also write the reports as JSON
+  --scenario link-down [--seed N]
+                     instead: the daemons' default flags, server s2's link down for 13 s
+                     under clients with a 30 s timeout: s2 must be fault within 10 s, no set
+                     may fail, and the checks must find nothing
   -h, --help         this help
 
 Exit code: 0 no anomaly, 1 anomalies or a failed run, 2 bad usage or not runnable here.
@@ -201,6 +206,7 @@ function toJson(reports: readonly ScheduleReport[]): string {
 }
 
 export async function main(args: readonly string[]): Promise<number> {
+  if (args[0] === "--scenario") return await scenario(args.slice(1));
   let options: Options;
   try {
     const parsed = parseArgs(args);
@@ -280,6 +286,33 @@ export async function main(args: readonly string[]): Promise<number> {
       `injected, ${anomalies} anomalies${failed ? ", and a schedule FAILED to run" : ""}`,
   );
   return anomalies === 0 && !failed ? 0 : 1;
+}
+
+/** `--scenario link-down [--seed N]`: see link_down.ts. */
+async function scenario(args: readonly string[]): Promise<number> {
+  if (
+    args[0] !== "link-down" || (args.length !== 1 && (args.length !== 3 || args[1] !== "--seed"))
+  ) {
+    console.error(`multihost: usage: --scenario link-down [--seed N]\n\n${USAGE}`);
+    return 2;
+  }
+  const missing = await missingPrerequisite();
+  if (missing) {
+    console.error(`multihost: cannot run here: ${missing}`);
+    return 2;
+  }
+  const seed = args[2] ? Number(args[2]) : freshSeed();
+  const log = (line: string) => console.log(line);
+  log(`multihost link-down seed=${seed}`);
+  const report = await runLinkDown({ seed, log, signal: new AbortController().signal });
+  for (const problem of report.problems) log(`  PROBLEM ${problem}`);
+  const { total, ok, fail, unknown } = report.operations;
+  log(
+    `link-down: fault after ${report.detectedMs ?? "never"} ms; operations ${total} (ok ${ok}, ` +
+      `fail ${fail}, unknown ${unknown}); failed sets ${report.failedSets}; ` +
+      `problems ${report.problems.length}`,
+  );
+  return report.problems.length === 0 ? 0 : 1;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

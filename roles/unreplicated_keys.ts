@@ -12,64 +12,63 @@
  * @module
  */
 
-interface KeyState {
-  readonly inFlight: Set<Promise<boolean>>;
-  /** Sequence numbers of the newest write whose replication failed / succeeded. */
-  failedSeq: number;
-  okSeq: number;
-}
-
+/** Kept lean, as it is on every write: integers and promises in Maps, no object per write. */
 export class UnreplicatedKeys {
-  readonly #keys = new Map<bigint, KeyState>();
+  /** Replications in flight, per key hash. */
+  readonly #inFlight = new Map<bigint, number>();
+  /** Settles once every replication in flight for the key hash has (they are chained). */
+  readonly #pending = new Map<bigint, Promise<unknown>>();
+  /** Sequence number of the newest write whose replication failed, per key hash. */
+  readonly #failedSeq = new Map<bigint, number>();
   #seq = 0;
 
   /** Follows the replication of a write just applied locally to the key with `hash`. */
   track(hash: bigint, replication: Promise<boolean>): void {
     const seq = ++this.#seq;
-    let state = this.#keys.get(hash);
-    if (!state) this.#keys.set(hash, state = { inFlight: new Set(), failedSeq: 0, okSeq: 0 });
-    const key = state;
-    key.inFlight.add(replication);
+    this.#inFlight.set(hash, (this.#inFlight.get(hash) ?? 0) + 1);
+    const earlier = this.#pending.get(hash);
+    // Writes racing on one key are rare: only they allocate a chained promise.
+    this.#pending.set(hash, earlier ? Promise.allSettled([earlier, replication]) : replication);
     const settle = (ok: boolean) => {
-      key.inFlight.delete(replication);
-      if (ok) key.okSeq = Math.max(key.okSeq, seq);
-      else key.failedSeq = Math.max(key.failedSeq, seq);
-      this.#forgetIfSettled(hash, key);
+      const left = this.#inFlight.get(hash)! - 1;
+      if (left === 0) {
+        this.#inFlight.delete(hash);
+        this.#pending.delete(hash);
+      } else {
+        this.#inFlight.set(hash, left);
+      }
+      const failedSeq = this.#failedSeq.get(hash);
+      // A write replicated after a failed one carried the whole record: the key is clean.
+      if (ok && failedSeq !== undefined && failedSeq < seq) this.#failedSeq.delete(hash);
+      if (!ok && (failedSeq === undefined || failedSeq < seq)) this.#failedSeq.set(hash, seq);
     };
     replication.then(settle, () => settle(false));
   }
 
   /** Whether a read of the key must wait or re-replicate first (false for nearly every key). */
   isUnsettled(hash: bigint): boolean {
-    return this.#keys.has(hash);
+    return this.#inFlight.has(hash) || this.#failedSeq.has(hash);
   }
 
   /**
    * Waits for the replications in flight for the key; then whether the newest write that
-   * settled was not replicated (a write replicated after a failed one carries the whole record).
+   * settled was not replicated.
    */
   async settle(hash: bigint): Promise<{ failed: boolean }> {
-    for (;;) {
-      const state = this.#keys.get(hash);
-      if (!state) return { failed: false };
-      if (state.inFlight.size === 0) return { failed: state.failedSeq > state.okSeq };
-      await Promise.allSettled([...state.inFlight]);
+    for (let pending = this.#pending.get(hash); pending; pending = this.#pending.get(hash)) {
+      await pending.then(() => {}, () => {});
+      // Settled, and nothing tracked since: every settle handler has run (registered earlier).
+      if (this.#pending.get(hash) === pending) break;
     }
+    return { failed: this.#failedSeq.has(hash) };
   }
 
   /** The key's current record was replicated after all (e.g. again, by a read). */
   markReplicated(hash: bigint): void {
-    const state = this.#keys.get(hash);
-    if (!state) return;
-    state.okSeq = Math.max(state.okSeq, state.failedSeq);
-    this.#forgetIfSettled(hash, state);
+    if (!this.#inFlight.has(hash)) this.#failedSeq.delete(hash);
   }
 
   get size(): number {
-    return this.#keys.size;
-  }
-
-  #forgetIfSettled(hash: bigint, state: KeyState): void {
-    if (state.inFlight.size === 0 && state.failedSeq <= state.okSeq) this.#keys.delete(hash);
+    return new Set([...this.#inFlight.keys(), ...this.#failedSeq.keys()]).size;
   }
 }

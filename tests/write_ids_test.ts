@@ -30,6 +30,13 @@ Deno.test("recent writes: remembered by id, first version wins, bounded in count
   assert.equal(writes.versionOf(2n, 6), 20n);
   assert.equal(writes.versionOf(2n, 1004), undefined, "older than the retention");
   assert.equal(writes.versionOf(4n, 1004), 40n);
+  // Two ids that share their low 52 bits are never confused: the later one replaces the other.
+  const other = new RecentWrites(10, 1000);
+  other.remember(5n, 50n, 0);
+  assert.equal(other.versionOf(5n | (1n << 60n), 1), undefined);
+  other.remember(5n | (1n << 60n), 60n, 1);
+  assert.equal(other.versionOf(5n | (1n << 60n), 2), 60n);
+  assert.equal(other.versionOf(5n, 2), undefined);
   assert.ok(RECENT_WRITES_MAX > 0);
   assert.throws(() => new RecentWrites(0, 1), RangeError);
 });

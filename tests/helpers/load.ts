@@ -7,6 +7,7 @@
  */
 import { waitFor } from "./cluster.ts";
 import { TextClient } from "./text_client.ts";
+import { mulberry32 } from "../../core/seeded_random.ts";
 
 /** One bad reply (or an error instead of a reply). */
 export interface LoadFailure {
@@ -33,17 +34,8 @@ export function describeFailures(failures: readonly LoadFailure[], limit = 20): 
 
 // ---- seeded randomness ----------------------------------------------------------------------
 
-/** mulberry32: a small, fast, seedable PRNG; returns floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (core/seeded_random.ts), under the name the tests use. */
+export const seededRandom = mulberry32;
 
 /** A shuffled copy (Fisher–Yates). */
 export function shuffled<T>(items: readonly T[], random: () => number): T[] {

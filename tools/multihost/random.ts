@@ -1,20 +1,11 @@
 /**
- * Seeded randomness for the nemesis and the workload: mulberry32 (the same generator as the
- * tests' load helpers, copied here because tools never import from tests/). A seed printed by
- * a run replays every decision drawn from it.
+ * Seeded randomness for the nemesis and the workload (core/seeded_random.ts). A seed printed
+ * by a run replays every decision drawn from it.
  */
 
-/** mulberry32: a small, fast, seedable PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../../core/seeded_random.ts";
+
+export { mulberry32 };
 
 /** The draws the harness needs, all from one seeded stream. */
 export class Rng {

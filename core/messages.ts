@@ -167,6 +167,12 @@ export const ReplicateFlag = { ByReadHashSpace: 0x01 } as const;
 /** Role byte of a ClusterInit frame. */
 export const ClusterRole = { Manager: 0, Server: 1 } as const;
 
+/** SetConfig codes (reference §11.2). */
+export const ConfigCode = {
+  /** `[0, bool]`: TCP_NODELAY on (true) or off on the server's sockets → sockets changed. */
+  NoDelay: 0,
+} as const;
+
 /** GetStatus codes (reference §11.2). */
 export const StatusCode = {
   Pid: 0,

@@ -74,6 +74,8 @@ export interface RpcConnection {
   readonly isClosed: boolean;
   /** `performance.now()` when bytes last arrived (when the connection opened, before any). */
   readonly lastReceivedMs: number;
+  /** Sets TCP_NODELAY (kumostat set_delay / unset_delay); false if the socket refused. */
+  setNoDelay(enabled: boolean): boolean;
   /** Pending calls reject with TRANSPORT_LOST; frames not yet written are dropped. */
   close(): void;
   /** Resolves when the socket is closed and no read or write is in progress. */
@@ -251,6 +253,15 @@ class TcpRpcConnection implements RpcConnection {
   #spareOutput = new Uint8Array(OUTPUT_INITIAL_BYTES);
   #flushQueued = false;
   #writing: Promise<void> | undefined;
+
+  setNoDelay(enabled: boolean): boolean {
+    try {
+      this.#conn.setNoDelay(enabled);
+      return true;
+    } catch {
+      return false; // closed meanwhile
+    }
+  }
 
   constructor(conn: Deno.TcpConn, options: ConnectionOptions) {
     this.#conn = conn;

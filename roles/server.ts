@@ -18,6 +18,7 @@ import { HashSpace } from "../core/hash_space.ts";
 import { silenceLimitMs } from "../core/liveness.ts";
 import {
   ClusterRole,
+  ConfigCode,
   DeleteFlag,
   KUMO_VERSION,
   ManagerMethod,
@@ -419,7 +420,7 @@ export class Server {
       case ServerMethod.GetStatus:
         return this.#status(params[0]);
       case ServerMethod.SetConfig:
-        return 0;
+        return this.#setConfig(params);
       case ServerMethod.ReplaceCopyStart:
         return this.#replaceCopyStart(params, connection);
       case ServerMethod.ReplaceDeleteStart:
@@ -955,6 +956,23 @@ export class Server {
     const ring = byReadRing ? this.readHashSpace : this.writeHashSpace;
     const problem = ownershipProblem(this.address, ring, hash);
     if (problem) throw new RpcError(RpcErrorCode.REFUSED, problem);
+  }
+
+  /**
+   * kumofs SetConfig: code 0 sets TCP_NODELAY (true) or lets the kernel delay small writes
+   * (false) on every cluster socket this server holds — accepted and outgoing; the reply is how
+   * many sockets changed. Unknown codes change nothing (0).
+   */
+  #setConfig(params: unknown[]): number {
+    const [code, value] = params;
+    if (code !== ConfigCode.NoDelay || typeof value !== "boolean") return 0;
+    const connections = [
+      ...this.#listener.connections,
+      ...[...this.#managers, ...this.#peers.values()].flatMap((session) =>
+        session.connection ? [session.connection] : []
+      ),
+    ];
+    return connections.filter((connection) => connection.setNoDelay(value)).length;
   }
 
   // ---- status ---------------------------------------------------------------------------

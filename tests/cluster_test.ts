@@ -174,3 +174,23 @@ Deno.test("stats counts every connection of the gateway in one set of counters",
     second.close();
   }
 });
+
+Deno.test("kumostat set_delay / unset_delay switch TCP_NODELAY on a server's sockets", async () => {
+  await using cluster = await TestCluster.start();
+  const gateway = await cluster.startGateway();
+  const client = await TextClient.connect(gateway.textPort!);
+  try {
+    assert.equal(await client.set("before", "1"), "STORED\r\n");
+    const server = formatAddress(cluster.servers[0].address);
+    for (const command of ["set_delay", "unset_delay"]) {
+      const result = await runTool(kumostat, [server, command]);
+      assert.equal(result.code, 0, result.stderr);
+      // Its manager link, its peers and the connections it accepted (kumostat's own included).
+      assert.ok(Number(result.stdout.trim()) >= 3, `${command}: ${result.stdout}`);
+    }
+    assert.equal(await client.set("after", "2"), "STORED\r\n");
+    assert.equal(await client.get("before"), "VALUE before 0 1\r\n1\r\nEND\r\n");
+  } finally {
+    client.close();
+  }
+});

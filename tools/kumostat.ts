@@ -6,7 +6,13 @@
 import { formatAddress, type NodeAddress } from "../core/address.ts";
 import { clockTimeCounter, clockTimeSeconds } from "../core/clock_time.ts";
 import { HashSpace } from "../core/hash_space.ts";
-import { ManagerMethod, ReplaceFlag, ServerMethod, StatusCode } from "../core/messages.ts";
+import {
+  ConfigCode,
+  ManagerMethod,
+  ReplaceFlag,
+  ServerMethod,
+  StatusCode,
+} from "../core/messages.ts";
 import {
   callOnce,
   messageOf,
@@ -37,6 +43,9 @@ command:
    whs                        get whs (hash space for writing)
    hscheck                    check if rhs == whs
    replstat                   get replace status
+   set_delay                  let the kernel delay small writes (TCP_NODELAY off) on the
+                              server's sockets; prints how many changed
+   unset_delay                send small writes at once (TCP_NODELAY on, the default)
 `;
 
 const SIMPLE: Record<string, number> = {
@@ -117,12 +126,24 @@ async function serverLines(server: NodeAddress, command: string): Promise<string
       const [flags] = await callOnce(server, [status(StatusCode.ReplaceFlags)]);
       return [replaceStateName(flags)];
     }
+    case "set_delay":
+    case "unset_delay": {
+      const noDelay = command === "unset_delay";
+      const [changed] = await callOnce(server, [{
+        method: ServerMethod.SetConfig,
+        params: [ConfigCode.NoDelay, noDelay],
+      }]);
+      return [String(changed ?? "nil")];
+    }
     default:
       throw new Error(`unknown command ${command}`);
   }
 }
 
-const COMMANDS = new Set([...Object.keys(SIMPLE), "stats", "rhs", "whs", "hscheck", "replstat"]);
+const COMMANDS = new Set([
+  ...Object.keys(SIMPLE),
+  ...["stats", "rhs", "whs", "hscheck", "replstat", "set_delay", "unset_delay"],
+]);
 
 export function main(args: string[], io: ToolIo = processIo): Promise<number> {
   return runTool("kumostat", io, async () => {

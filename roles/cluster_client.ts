@@ -190,10 +190,9 @@ export class ClusterClient {
     this.#renewTimer = setInterval(() => {
       for (const session of this.#managers) {
         // A paused or cut-off manager closes nothing: drop the link and connect afresh.
-        if (session.silentForMs > limitMs) {
-          const silentMs = Math.round(session.silentForMs);
+        const silentMs = session.abandonIfSilent(limitMs);
+        if (silentMs !== undefined) {
           this.#log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
-          session.abandon(`silent for ${silentMs} ms`);
         }
       }
       this.renewHashSpaces();
@@ -381,15 +380,14 @@ export class ClusterClient {
     // A set is sent again whatever went wrong: its id makes a second arrival harmless. A cas
     // is not (its unique is spent once it succeeded).
     const repeatable = operation !== SetOperation.Cas;
-    this.#writeCount = (this.#writeCount + 1) >>> 0;
-    const writeId = this.#writeIdPrefix | BigInt(this.#writeCount);
+    const writeId = repeatable ? this.#nextWriteId() : undefined;
     const reply = await this.#callCoordinator(
       dbKey,
       ServerMethod.Set,
       (attempt) =>
-        repeatable
-          ? [operation, dbKey, dbValue, writeId, attempt > 0]
-          : [operation, dbKey, dbValue],
+        writeId === undefined
+          ? [operation, dbKey, dbValue]
+          : [operation, dbKey, dbValue, writeId, attempt > 0],
       this.#settings.setRetry,
       repeatable,
     );
@@ -398,6 +396,11 @@ export class ClusterClient {
     if (reply.value === false) return { kind: "exists" };
     if (reply.value === 0) return { kind: "not_found" };
     return { kind: "error", message: `unexpected reply ${String(reply.value)}` };
+  }
+
+  #nextWriteId(): bigint {
+    this.#writeCount = (this.#writeCount + 1) >>> 0;
+    return this.#writeIdPrefix | BigInt(this.#writeCount);
   }
 
   async delete(
@@ -565,8 +568,7 @@ export class ClusterClient {
    * coordinator could not replicate: that is a failure too.
    *
    * Only `repeatable` writes (a plain set, which carries a write id) are retried whatever went
-   * wrong. Any other write is
-   * retried only after a failure that proves it changed nothing — never sent, or refused by a
+   * wrong. Any other write is retried only after a failure that proves it changed nothing — never sent, or refused by a
    * server that is not the coordinator — because after a timeout, a lost connection or a failed
    * replication it may have taken effect: sending it again would apply an incr, an append or
    * an add twice, or answer NOT_FOUND for a delete that did delete. Such an outcome is

@@ -383,10 +383,9 @@ export class Manager {
       link.session.abandon(`silent for ${silentMs} ms`); // onLost marks it fault
     }
     const partner = this.#partner;
-    if (partner && partner.silentForMs > limitMs) {
-      const silentMs = Math.round(partner.silentForMs);
-      this.#log.warn(`partner ${formatAddress(partner.address)} silent for ${silentMs} ms`);
-      partner.abandon(`silent for ${silentMs} ms`);
+    const partnerSilentMs = partner?.abandonIfSilent(limitMs);
+    if (partnerSilentMs !== undefined) {
+      this.#log.warn(`partner ${formatAddress(partner!.address)} silent for ${partnerSilentMs} ms`);
     }
   }
 

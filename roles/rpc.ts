@@ -626,6 +626,17 @@ export class RpcSession {
   }
 
   /**
+   * Abandons the session if its connection has been silent for over `limitMs` (see
+   * {@link silentForMs}); returns the silence in ms when it did, for the caller's log line.
+   */
+  abandonIfSilent(limitMs: number): number | undefined {
+    const silentMs = Math.round(this.silentForMs);
+    if (silentMs <= limitMs) return undefined;
+    this.abandon(`silent for ${silentMs} ms`);
+    return silentMs;
+  }
+
+  /**
    * Drops the current connection (its calls reject with TRANSPORT_LOST) and connects afresh,
    * without declaring the peer lost: for a connection known to be stale while the peer is not.
    */

@@ -93,8 +93,8 @@ export class Server {
   readonly store: Store;
   readonly clock = new LamportClock();
   readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0, setsRepeated: 0 };
-  /** Whether this server was active in the last write ring it adopted (undefined: none yet). */
-  #activeInWriteRing: boolean | undefined;
+  /** Whether this server was active in the last write ring it adopted. */
+  #activeInWriteRing = false;
   /** Keys written here whose replication is under way or failed: reads of them wait. */
   readonly #unreplicated = new UnreplicatedKeys();
   /** Write ids of recent sets, so one sent again is not applied twice. */
@@ -284,10 +284,9 @@ export class Server {
       for (const session of this.#managers) {
         // A paused or cut-off manager closes nothing: drop the link, so that a fresh connection
         // (ClusterInit, rings requested again) is made once it answers again.
-        if (session.silentForMs > limitMs) {
-          const silentMs = Math.round(session.silentForMs);
+        const silentMs = session.abandonIfSilent(limitMs);
+        if (silentMs !== undefined) {
           this.#log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
-          session.abandon(`silent for ${silentMs} ms`);
         }
         session.call(
           ManagerMethod.KeepAlive,
@@ -335,10 +334,9 @@ export class Server {
     const markedFault = (ring: HashSpace) =>
       ring.hasNode(this.address) && !ring.isActive(this.address);
     if (markedFault(rings.write) || markedFault(rings.read)) this.#replace.markSuspect();
+    // Leaving the rings here; rejoining is the replace worker's `rejoined`.
     const active = rings.write.isActive(this.address);
-    if (active !== this.#activeInWriteRing && this.#activeInWriteRing !== undefined) {
-      this.#dropClientConnections(active ? "attached again" : "marked fault");
-    }
+    if (this.#activeInWriteRing && !active) this.#dropClientConnections("marked fault");
     this.#activeInWriteRing = active;
     this.#abandonInactivePeers();
     for (const listener of this.#ringListeners) listener();
@@ -496,7 +494,7 @@ export class Server {
     const record = this.store.get(dbKey.key, dbKey.hash);
     if (failed && record) {
       const targets = this.#coordinatorTargets(dbKey.hash);
-      const replicated = await this.#replicateRecord(rawKey, record, targets, undefined);
+      const replicated = await this.#replicateRecord(rawKey, record, targets);
       if (!replicated) {
         throw new RpcError(
           RpcErrorCode.SERVER_ERROR,
@@ -508,12 +506,15 @@ export class Server {
     return this.#readRecord(dbKey, false);
   }
 
-  /** Sends `record` (a value or a tombstone) to every replica again; whether all took it. */
+  /**
+   * Sends `record` (a value or a tombstone) to every replica, with the set's write id if it has
+   * one; whether every replica that must have it took it.
+   */
   #replicateRecord(
     rawKey: unknown,
     record: StoredRecord,
     targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
-    writeId: bigint | undefined,
+    writeId?: bigint,
   ): Promise<boolean> {
     return record.value === null
       ? this.#replicate(
@@ -527,7 +528,10 @@ export class Server {
         record.hash,
         targets,
         ServerMethod.ReplicateSet,
-        (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
+        (flags) =>
+          writeId === undefined
+            ? [this.clock.counter, flags, rawKey, encodeDbValue(record)]
+            : [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
         this.#settings.replicateSetRetry,
       );
   }
@@ -610,13 +614,7 @@ export class Server {
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.store.putIfNewer(record);
     if (writeId !== undefined) this.#recentWrites.remember(writeId, clockTime, performance.now());
-    const replication = this.#replicate(
-      dbKey.hash,
-      targets,
-      ServerMethod.ReplicateSet,
-      (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
-      this.#settings.replicateSetRetry,
-    );
+    const replication = this.#replicateRecord(rawKey, record, targets, writeId);
     this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
     if (operation === SetOperation.SetAsync || this.#ackBeforeReplicate) {
@@ -697,16 +695,11 @@ export class Server {
     const current = this.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.#now())) return false;
     const clockTime = this.#versionAfter(current);
-    if (this.store.putIfNewer(tombstone(dbKey, clockTime))) {
+    const record = tombstone(dbKey, clockTime);
+    if (this.store.putIfNewer(record)) {
       this.#garbage.recordDelete(dbKey.key, dbKey.hash, clockTime);
     }
-    const replication = this.#replicate(
-      dbKey.hash,
-      targets,
-      ServerMethod.ReplicateDelete,
-      (replicateFlags) => [this.clock.counter, replicateFlags, clockTime, rawKey],
-      this.#settings.replicateDeleteRetry,
-    );
+    const replication = this.#replicateRecord(rawKey, record, targets);
     this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
     if (
@@ -756,21 +749,7 @@ export class Server {
     if (this.store.putIfNewer(record) && record.value === null) {
       this.#garbage.recordDelete(record.key, record.hash, clockTime);
     }
-    const replication = record.value === null
-      ? this.#replicate(
-        dbKey.hash,
-        targets,
-        ServerMethod.ReplicateDelete,
-        (flags) => [this.clock.counter, flags, clockTime, rawKey],
-        this.#settings.replicateDeleteRetry,
-      )
-      : this.#replicate(
-        dbKey.hash,
-        targets,
-        ServerMethod.ReplicateSet,
-        (flags) => [this.clock.counter, flags, rawKey, encodeDbValue(record)],
-        this.#settings.replicateSetRetry,
-      );
+    const replication = this.#replicateRecord(rawKey, record, targets);
     this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
     const reply: [number, bigint, Uint8Array | null] = [

@@ -4,6 +4,7 @@
  * SIGINT/SIGTERM.
  */
 import type { ParseResult } from "../core/options.ts";
+import { errorText } from "./error_text.ts";
 import { createLogger, type Logger } from "./log.ts";
 
 export interface Closable {
@@ -66,7 +67,7 @@ export async function runDaemon<Config extends { verbose: boolean; logPath?: str
 }
 
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }
 
 /** Turns "address in use" into a line naming the flag and the value. */

@@ -44,6 +44,7 @@ import { CancellablePauses } from "./pauses.ts";
 import { ReplaceWorker } from "./server_replace.ts";
 import { TombstoneCollector } from "./tombstone_collector.ts";
 import { SqliteStore } from "./sqlite_store.ts";
+import { errorText } from "./error_text.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
 export interface ServerSettings {
@@ -1146,10 +1147,6 @@ function openStore(path: string): Store {
 function requiredStorePath(settings: ServerSettings): string {
   if (!settings.storePath) throw new Error("-s (--store) is required");
   return settings.storePath;
-}
-
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The settings of the testing-only flags (none when they are absent). */

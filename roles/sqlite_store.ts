@@ -16,6 +16,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { clearImmediate, setImmediate } from "node:timers";
 import type { Store, StoredRecord } from "../core/store.ts";
 import { assertHashRange, assertUint64, assertValidRecord } from "../core/memory_store.ts";
+import { errorText } from "./error_text.ts";
 
 /**
  * Bumped on any change of the tables below. A version-1 file (the first layout) is upgraded in
@@ -187,9 +188,7 @@ function rowToRecord(row: RecordRow): StoredRecord {
   };
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+const errorMessage = errorText;
 
 function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));

@@ -364,62 +364,6 @@ Deno.test("e2e: --help prints the usage on stdout and exits 0 for every command"
   });
 });
 
-const PROBE = `
-const dir = Deno.args[0];
-const results: Record<string, string> = {};
-async function attempt(name: string, action: () => unknown): Promise<void> {
-  try {
-    await action();
-    results[name] = "ok";
-  } catch (error) {
-    results[name] = (error as Error).name;
-  }
-}
-await attempt("write", () => Deno.writeTextFile(dir + "/written-" + Deno.args[1], "x"));
-await attempt("read", () => Deno.readTextFile(dir + "/probe.ts"));
-await attempt("env", () => Deno.env.get("HOME"));
-await attempt("run", () => new Deno.Command("true").output());
-await attempt("net", () => Deno.listen({ hostname: "127.0.0.1", port: 0 }).close());
-console.log(JSON.stringify(results));
-`;
-
-Deno.test("e2e: the permission sets are narrow: each role can do only what it needs", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "kumo-e2e-perm-" });
-  try {
-    await Deno.writeTextFile(`${dir}/probe.ts`, PROBE);
-    const denied = "NotCapable";
-    const netOnly = { write: denied, read: denied, env: denied, run: denied, net: "ok" };
-    const expected: Record<string, Record<string, string>> = {
-      manager: netOnly,
-      gateway: netOnly,
-      tools: netOnly,
-      server: { write: "ok", read: "ok", env: denied, run: denied, net: "ok" },
-    };
-    const sets = Object.keys(expected);
-    const results = await Promise.all(sets.map((set) =>
-      runCommand(Deno.execPath(), [
-        "run",
-        `-P=${set}`,
-        "--config",
-        `${ROOT}deno.json`,
-        `${dir}/probe.ts`,
-        dir,
-        set,
-      ])
-    ));
-    sets.forEach((set, i) => {
-      const { code, stdout, stderr } = results[i];
-      assert.equal(code, 0, `probe under -P=${set}: ${stderr}`);
-      assert.deepEqual(JSON.parse(stdout), expected[set], `-P=${set}`);
-    });
-    const files = [];
-    for await (const entry of Deno.readDir(dir)) files.push(entry.name);
-    assert.deepEqual(files.sort(), ["probe.ts", "written-server"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
 Deno.test("e2e: `deno task kumohash -- <servers> -- assign key1` prints the original's output", async () => {
   const result = await runCommand(Deno.execPath(), [
     "task",

@@ -1,10 +1,18 @@
 /**
- * `deno task compile`: one standalone binary per role and tool in ./bin, each with the same
- * narrow permission set `deno task` uses. `deno compile` needs Deno's `denort` runtime; it is
- * downloaded unless `DENORT_BIN` points at one, and the download is impossible on machines
- * without internet access — this tool says so instead of failing obscurely.
+ * `deno task compile [--data-dir DIR]`: one standalone binary per program in ./bin, each with the
+ * permission set `tools/launch.sh` gives it. A compiled binary's permissions are fixed when it is
+ * built, so the server's files cannot follow its `-s` as with the launcher: kumo-server may read
+ * and write DIR (default /var/lib/kumo) and nothing else — its store, `-o`, `-g` and `-d` files
+ * belong there.
+ *
+ * `deno compile` needs Deno's `denort` runtime; it is downloaded unless `DENORT_BIN` points at
+ * one, and the download is impossible on machines without internet access — this tool says so
+ * in one line instead of failing obscurely.
  */
+import { withoutTaskSeparator } from "../core/command_line.ts";
+
 const ROOT = new URL("..", import.meta.url).pathname;
+const DEFAULT_DATA_DIR = "/var/lib/kumo";
 
 const TARGETS: [name: string, permissionSet: string, file: string][] = [
   ["kumo-manager", "manager", "roles/manager.ts"],
@@ -12,14 +20,33 @@ const TARGETS: [name: string, permissionSet: string, file: string][] = [
   ["kumo-gateway", "gateway", "roles/gateway.ts"],
   ["kumoctl", "tools", "tools/kumoctl.ts"],
   ["kumostat", "tools", "tools/kumostat.ts"],
+  ["kumotop", "tools", "tools/kumotop.ts"],
   ["kumohash", "tools", "tools/kumohash.ts"],
+  ["kumolog", "kumolog", "tools/kumolog.ts"],
+  ["kumomergedb", "kumomergedb", "tools/kumomergedb.ts"],
 ];
 
-async function compile(name: string, permissionSet: string, file: string): Promise<boolean> {
+const USAGE = `Usage: deno task compile [--data-dir DIR]
+  Builds ${TARGETS.map(([name]) => name).join(", ")} into ./bin.
+  --data-dir DIR  the only directory kumo-server may read and write (default ${DEFAULT_DATA_DIR})
+  DENORT_BIN      path of Deno's denort runtime (${Deno.version.deno}) when it cannot be downloaded
+`;
+
+async function compile(
+  name: string,
+  permissionSet: string,
+  file: string,
+  dataDir: string,
+): Promise<boolean> {
+  const serverFiles = name === "kumo-server"
+    ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`]
+    : [];
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "compile",
+      "--no-prompt",
       `-P=${permissionSet}`,
+      ...serverFiles,
       "--config",
       `${ROOT}deno.json`,
       "-o",
@@ -30,14 +57,20 @@ async function compile(name: string, permissionSet: string, file: string): Promi
     stderr: "piped",
   }).output();
   if (output.success) {
-    console.log(`built bin/${name} (permissions: ${permissionSet})`);
+    console.log(`built bin/${name} (permissions: ${permissionSet}${serverFiles.join(" ")})`);
     return true;
   }
   const error = new TextDecoder().decode(output.stderr);
-  if (/denort|dl\.deno\.land|dns error|error sending request/i.test(error)) {
+  const missing = /Could not find denort at '([^']*)'/.exec(error);
+  if (missing) {
+    console.error(
+      `compile: cannot build bin/${name}: DENORT_BIN=${missing[1]} is not a file; point it at ` +
+        `Deno's denort runtime (${Deno.version.deno}).`,
+    );
+  } else if (/denort|dl\.deno\.land|dns error|error sending request/i.test(error)) {
     console.error(
       `compile: cannot build bin/${name}: deno compile needs the denort runtime, which it could ` +
-        `not download. Set DENORT_BIN=/path/to/denort (same Deno version, 2.9.6) and run again.`,
+        `not download. Set DENORT_BIN=/path/to/denort (Deno ${Deno.version.deno}) and run again.`,
     );
   } else {
     console.error(`compile: cannot build bin/${name}:\n${error}`);
@@ -45,12 +78,23 @@ async function compile(name: string, permissionSet: string, file: string): Promi
   return false;
 }
 
-if (import.meta.main) {
-  await Deno.mkdir(`${ROOT}bin`, { recursive: true });
-  let ok = true;
-  for (const [name, set, file] of TARGETS) {
-    ok = await compile(name, set, file);
-    if (!ok) break;
+export async function main(args: string[]): Promise<number> {
+  if (args.includes("-h") || args.includes("--help")) {
+    console.log(USAGE);
+    return 0;
   }
-  Deno.exit(ok ? 0 : 1);
+  let dataDir = DEFAULT_DATA_DIR;
+  if (args.length === 2 && args[0] === "--data-dir" && args[1].startsWith("/")) {
+    dataDir = args[1];
+  } else if (args.length > 0) {
+    console.error(`compile: expected --data-dir /absolute/dir, got: ${args.join(" ")}\n\n${USAGE}`);
+    return 1;
+  }
+  await Deno.mkdir(`${ROOT}bin`, { recursive: true });
+  for (const [name, set, file] of TARGETS) {
+    if (!await compile(name, set, file, dataDir)) return 1;
+  }
+  return 0;
 }
+
+if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

@@ -18,6 +18,7 @@ import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
 import { resolveAddress } from "../roles/resolve.ts";
 import { connectRpc } from "../roles/rpc.ts";
+import { messageOf } from "./tool_io.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
 const SERVER_DEFAULT_PORT = 19800;
@@ -151,10 +152,6 @@ async function ringFromManager(text: string, connect: ConnectRpc): Promise<HashS
   } catch (error) {
     throw new Error(`${where}: ${messageOf(error)}`);
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function hashLines(keys: string[]): string {

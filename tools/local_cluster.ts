@@ -10,7 +10,7 @@
  */
 import { ManagerMethod } from "../core/messages.ts";
 import { connectRpc } from "../roles/rpc.ts";
-import { roleArgs } from "./role_process.ts";
+import { roleCommand } from "./role_process.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
 const DATA_DIR = `${Deno.cwd()}/data`;
@@ -32,8 +32,10 @@ const USAGE = `Usage: deno task cluster [stop]
 
 function spawnRole(role: string, args: string[], logFile: string): Deno.ChildProcess {
   const log = Deno.openSync(logFile, { append: true, create: true });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: roleArgs(role, args),
+  const { command, args: commandArgs, env } = roleCommand(role, args);
+  const child = new Deno.Command(command, {
+    args: commandArgs,
+    env,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",

@@ -5,6 +5,7 @@
 import { formatAddress, isAddressError, type NodeAddress, parseAddress } from "../core/address.ts";
 import { resolveAddress } from "../roles/resolve.ts";
 import { connectRpc } from "../roles/rpc.ts";
+import { errorText } from "../roles/error_text.ts";
 
 export interface ToolIo {
   stdout(text: string): void;
@@ -70,8 +71,9 @@ export async function callOnce(
   }
 }
 
+/** The error's one line (a permission denial says which permission and how to widen it). */
 export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }
 
 /** Runs a tool body: ToolErrors (and any other error) become one stderr line and exit 1. */

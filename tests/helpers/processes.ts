@@ -5,6 +5,8 @@
  */
 
 /** The project root, with a trailing slash. */
+import { type ProgramCommand, programCommand } from "../../tools/role_process.ts";
+
 export const ROOT = new URL("../../", import.meta.url).pathname;
 export const CONFIG = `${ROOT}deno.json`;
 export const LOCALHOST = "127.0.0.1";
@@ -51,6 +53,32 @@ export function denoRunArgs(permissionSet: string, file: string, args: string[])
   return ["run", `-P=${permissionSet}`, "--config", CONFIG, `${ROOT}${file}`, ...args];
 }
 
+/** The programs `deno task install` puts on the PATH: file → name and permission set. */
+const PROGRAMS: Record<string, { name: string; permissionSet: string }> = {
+  "roles/manager.ts": { name: "kumo-manager", permissionSet: "manager" },
+  "roles/server.ts": { name: "kumo-server", permissionSet: "server" },
+  "roles/gateway.ts": { name: "kumo-gateway", permissionSet: "gateway" },
+  "tools/kumoctl.ts": { name: "kumoctl", permissionSet: "tools" },
+  "tools/kumostat.ts": { name: "kumostat", permissionSet: "tools" },
+  "tools/kumohash.ts": { name: "kumohash", permissionSet: "tools" },
+  "tools/kumotop.ts": { name: "kumotop", permissionSet: "tools" },
+  "tools/kumolog.ts": { name: "kumolog", permissionSet: "kumolog" },
+  "tools/kumomergedb.ts": { name: "kumomergedb", permissionSet: "kumomergedb" },
+};
+
+/**
+ * How a project file is started: a program under its own set goes through `tools/launch.sh`, as
+ * the installed commands do (the server's store directory is granted from its `-s`); anything
+ * else (the local cluster, probes) with plain `deno run -P=<set>`.
+ */
+export function commandFor(permissionSet: string, file: string, args: string[]): ProgramCommand {
+  const program = PROGRAMS[file];
+  if (program !== undefined && program.permissionSet === permissionSet) {
+    return programCommand(program.name, args);
+  }
+  return { command: Deno.execPath(), args: denoRunArgs(permissionSet, file, args), env: {} };
+}
+
 interface LineWaiter {
   pattern: RegExp;
   resolve: (line: string) => void;
@@ -70,11 +98,17 @@ export class RunningProcess {
   /** Both pipes read to the end: nothing outlives the process. */
   #drained: Promise<void>;
 
-  constructor(name: string, command: string, args: string[], options: { cwd?: string } = {}) {
+  constructor(
+    name: string,
+    command: string,
+    args: string[],
+    options: { cwd?: string; env?: Record<string, string> } = {},
+  ) {
     this.name = name;
     this.#child = new Deno.Command(command, {
       args,
       cwd: options.cwd,
+      env: options.env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -91,7 +125,7 @@ export class RunningProcess {
     });
   }
 
-  /** Starts `file` (relative to the project root) with `deno run -P=<set> --config …`. */
+  /** Starts `file` (relative to the project root) under permission set `permissionSet` (commandFor). */
   static deno(
     name: string,
     permissionSet: string,
@@ -99,12 +133,11 @@ export class RunningProcess {
     args: string[],
     options: { cwd?: string } = {},
   ): RunningProcess {
-    return new RunningProcess(
-      name,
-      Deno.execPath(),
-      denoRunArgs(permissionSet, file, args),
-      options,
-    );
+    const started = commandFor(permissionSet, file, args);
+    return new RunningProcess(name, started.command, started.args, {
+      ...options,
+      env: started.env,
+    });
   }
 
   get stdout(): string {
@@ -200,7 +233,7 @@ export interface Finished {
 export async function runCommand(
   command: string,
   args: string[],
-  options: { cwd?: string; timeoutMs?: number } = {},
+  options: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<Finished> {
   const process = new RunningProcess(args.join(" "), command, args, options);
   const timeoutMs = options.timeoutMs ?? 20_000;
@@ -219,14 +252,15 @@ export async function runCommand(
   }
 }
 
-/** Runs a project file with `deno run -P=<set> --config …` to its end. */
+/** Runs a project file under permission set `permissionSet` (commandFor) to its end. */
 export function runDeno(
   permissionSet: string,
   file: string,
   args: string[],
   options: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<Finished> {
-  return runCommand(Deno.execPath(), denoRunArgs(permissionSet, file, args), options);
+  const started = commandFor(permissionSet, file, args);
+  return runCommand(started.command, started.args, { ...options, env: started.env });
 }
 
 /** Sends raw bytes over TCP and reads until the reply ends with `terminator`. */

@@ -5,7 +5,7 @@
  */
 import { ManagerMethod } from "../../core/messages.ts";
 import { connectRpc } from "../../roles/rpc.ts";
-import { roleArgs } from "../role_process.ts";
+import { type ProgramCommand, roleCommand } from "../role_process.ts";
 
 const HOST = "127.0.0.1";
 const START_TIMEOUT_MS = 30_000;
@@ -35,9 +35,14 @@ interface Spawned {
   readonly stderrTail: Promise<string>;
 }
 
-function spawn(command: string, args: string[]): Spawned {
-  const child = new Deno.Command(command, { args, stdout: "null", stderr: "piped", stdin: "null" })
-    .spawn();
+function spawn(command: string, args: string[], env?: Record<string, string>): Spawned {
+  const child = new Deno.Command(command, {
+    args,
+    env,
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
   // Drained as it comes, so a chatty process never blocks on a full pipe.
   const stderrTail = (async () => {
     let tail = "";
@@ -48,6 +53,10 @@ function spawn(command: string, args: string[]): Spawned {
     return tail;
   })();
   return { child, stderrTail };
+}
+
+function spawnProgram({ command, args, env }: ProgramCommand): Spawned {
+  return spawn(command, args, env);
 }
 
 function delay(ms: number): Promise<void> {
@@ -161,15 +170,14 @@ export async function startBenchProcesses(serverArgs: string[] = []): Promise<Be
     const managerPort = freePort();
     children.set(
       "manager",
-      spawn(Deno.execPath(), roleArgs("manager", ["-l", `${HOST}:${managerPort}`])),
+      spawnProgram(roleCommand("manager", ["-l", `${HOST}:${managerPort}`])),
     );
     await waitForPort(managerPort, "kumo-manager");
     for (let i = 1; i <= 3; i++) {
       children.set(
         `server${i}`,
-        spawn(
-          Deno.execPath(),
-          roleArgs("server", [
+        spawnProgram(
+          roleCommand("server", [
             ...["-m", `${HOST}:${managerPort}`, "-l", `${HOST}:${freePort()}`],
             ...["-L", String(freePort()), "-s", `${dataDir}/server${i}.db`, ...serverArgs],
           ]),
@@ -180,9 +188,8 @@ export async function startBenchProcesses(serverArgs: string[] = []): Promise<Be
     const gatewayPort = freePort();
     children.set(
       "gateway",
-      spawn(
-        Deno.execPath(),
-        roleArgs("gateway", ["-m", `${HOST}:${managerPort}`, "-t", `${HOST}:${gatewayPort}`]),
+      spawnProgram(
+        roleCommand("gateway", ["-m", `${HOST}:${managerPort}`, "-t", `${HOST}:${gatewayPort}`]),
       ),
     );
     await waitForPort(memcachedPort, "memcached");

@@ -5,7 +5,7 @@
  * SIGSTOP, SIGCONT) go straight to it. Output goes to a log file; the last lines are kept for
  * failure messages. The same command line can be started again after a kill (same store).
  */
-import { roleArgs } from "../role_process.ts";
+import { roleCommand } from "../role_process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const TAIL_LINES = 60;
@@ -58,14 +58,10 @@ export class RoleProcess {
     this.#log ??= await Deno.open(this.logPath, { append: true, create: true });
     await this.#drained;
     this.#note(`--- start: ${this.#args.join(" ")}`);
+    const role = roleCommand(this.role, this.#args);
     const child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        this.namespace,
-        Deno.execPath(),
-        ...roleArgs(this.role, [...this.#args]),
-      ],
+      args: ["netns", "exec", this.namespace, role.command, ...role.args],
+      env: role.env,
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",

@@ -1,0 +1,110 @@
+#!/bin/sh
+# Runs one kumo program under its own narrow Deno permission set (deno.json "permissions"):
+#
+#   sh tools/launch.sh <program> [its arguments…]
+#
+# The commands `deno task install` puts on the PATH (kumo-server, kumoctl, …) are two-line shims
+# that exec this script; the tasks and the tests use it too, so every route applies the same sets.
+#
+# Why a shell script: a permission set in deno.json is static, but a server may only touch its
+# own files, whose paths come from its command line. This script reads them (`-s store`, `-o log`,
+# `-g binary log`, `-d pid file`) and grants exactly those: read/write of the store's directory
+# (SQLite adds -wal/-shm files and backups `<store>-<suffix>` beside the store) and write of each
+# named file. Doing it here keeps `run` out of every program's set.
+#
+# Operators widen a set without editing code: KUMO_DENO_FLAGS is added to `deno run`, e.g.
+#   KUMO_DENO_FLAGS="--allow-read=/srv/backups" kumo-server …
+# KUMO_DENO names the deno binary (the installed shims set it; default: `deno` on the PATH).
+# KUMO_PRINT_COMMAND=1 prints the `deno run` command, one argument per line, instead of running it.
+set -eu
+
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+deno=${KUMO_DENO:-deno}
+if ! command -v "$deno" >/dev/null 2>&1; then
+  echo "launch.sh: cannot find deno ('$deno'): put it on the PATH or set KUMO_DENO" >&2
+  exit 1
+fi
+
+if [ $# -eq 0 ]; then
+  echo "usage: launch.sh <program> [arguments]" >&2
+  exit 1
+fi
+program=$1
+shift
+
+case $program in
+  kumo-manager) set_name=manager file=roles/manager.ts ;;
+  kumo-server) set_name=server file=roles/server.ts ;;
+  kumo-gateway) set_name=gateway file=roles/gateway.ts ;;
+  kumoctl | kumostat | kumohash | kumotop) set_name=tools file=tools/$program.ts ;;
+  kumolog) set_name=kumolog file=tools/kumolog.ts ;;
+  kumomergedb) set_name=kumomergedb file=tools/kumomergedb.ts ;;
+  *)
+    echo "launch.sh: unknown program '$program'" >&2
+    exit 1
+    ;;
+esac
+
+# The absolute form of a path that may not exist yet (its directory must).
+absolute() {
+  case $1 in
+    /*) printf '%s' "$1" ;;
+    *) printf '%s/%s' "$(pwd)" "$1" ;;
+  esac
+}
+
+reads=""
+writes=""
+# Deno separates the paths of one --allow-* flag by commas: a path with a comma cannot be granted.
+check_path() {
+  case $1 in
+    *,*)
+      echo "$program: cannot grant access to '$1': Deno permission lists cannot hold a comma" >&2
+      exit 1
+      ;;
+  esac
+}
+add_write() {
+  check_path "$1"
+  writes="${writes:+$writes,}$1"
+}
+add_read() {
+  check_path "$1"
+  reads="${reads:+$reads,}$1"
+}
+
+# Only the daemons take file paths; the tools' arguments are left alone.
+case $set_name in
+  manager | server | gateway)
+    previous=""
+    for arg in "$@"; do
+      value=""
+      case $previous in
+        -s | --store) value=store ;;
+        -o | --log | -g | --binary-log | -d | --daemon) value=file ;;
+      esac
+      case $arg in
+        --store=*) value=store arg=${arg#--store=} ;;
+        --log=* | --binary-log=* | --daemon=*) value=file arg=${arg#*=} ;;
+      esac
+      if [ "$value" = store ] && [ "$set_name" = server ]; then
+        directory=$(dirname -- "$(absolute "$arg")")
+        add_read "$directory"
+        add_write "$directory"
+      elif [ "$value" = file ] && [ "$arg" != "-" ]; then
+        add_write "$(absolute "$arg")"
+      fi
+      previous=$arg
+    done
+    ;;
+esac
+
+set -- --quiet --no-prompt --config "$root/deno.json" "-P=$set_name" \
+  ${reads:+"--allow-read=$reads"} ${writes:+"--allow-write=$writes"} \
+  ${KUMO_DENO_FLAGS:-} "$root/$file" "$@"
+if [ -n "${KUMO_PRINT_COMMAND:-}" ]; then
+  # What would run, one argument per line (to check a set without starting the program).
+  printf '%s\n' "$deno" run "$@"
+  exit 0
+fi
+exec "$deno" run "$@"

@@ -29,6 +29,7 @@ import {
   RpcErrorCode,
   type RpcErrorValue,
 } from "../core/rpc_frame.ts";
+import { connectorHandshake, listenerHandshake } from "./cluster_key.ts";
 
 export { type ClusterRole, RpcError, RpcErrorCode } from "../core/rpc_frame.ts";
 
@@ -91,6 +92,12 @@ export interface ConnectionOptions {
   /** A malformed frame from the peer (the connection is closed unless a reply was possible). */
   onProtocolError?: (connection: RpcConnection, message: string) => void;
   maxFrameBytes?: number;
+  /**
+   * The shared cluster key (`--cluster-key`): when set, every connection runs the mutual
+   * challenge–response of core/cluster_key.ts before its first frame; when absent nothing
+   * changes on the wire.
+   */
+  clusterKey?: Uint8Array;
 }
 
 export interface ConnectOptions extends ConnectionOptions {
@@ -129,7 +136,13 @@ export async function connectRpc(
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", forwardAbort);
   }
-  return new TcpRpcConnection(conn, options);
+  if (options.clusterKey === undefined) return new TcpRpcConnection(conn, options);
+  const decoder = await connectorHandshake(conn, address, options.clusterKey, {
+    timeoutMs,
+    maxFrameBytes: options.maxFrameBytes,
+    signal: options.signal,
+  });
+  return new TcpRpcConnection(conn, options, decoder);
 }
 
 export interface ListenOptions extends ConnectionOptions {
@@ -137,6 +150,10 @@ export interface ListenOptions extends ConnectionOptions {
   /** 0 picks a free port; see {@link RpcListener.port}. */
   port: number;
   onRequest: RequestHandler;
+  /** With `clusterKey`: a peer failed the handshake (for the log; the reason holds no key). */
+  onRefused?: (peer: NodeAddress, reason: string) => void;
+  /** With `clusterKey`: the deadline of an incoming handshake (default: the connect timeout). */
+  handshakeTimeoutMs?: number;
 }
 
 /** Accepts RPC connections on one TCP port. */
@@ -147,6 +164,8 @@ export class RpcListener {
   readonly #options: ListenOptions;
   readonly #connections = new Set<RpcConnection>();
   readonly #acceptLoop: Promise<void>;
+  /** Connections still in the cluster-key handshake, and the handshakes' ends. */
+  readonly #handshaking = new Map<Deno.TcpConn, Promise<void>>();
   #closing = false;
 
   /** Throws `Error("Cannot listen on 127.0.0.1:19800: address already in use")` and the like. */
@@ -181,6 +200,8 @@ export class RpcListener {
       this.#listener.close();
     }
     await this.#acceptLoop;
+    for (const conn of this.#handshaking.keys()) closeQuietly(conn);
+    await Promise.all(this.#handshaking.values());
     const connections = [...this.#connections];
     for (const connection of connections) connection.close();
     await Promise.all(connections.map((connection) => connection.closed));
@@ -218,8 +239,42 @@ export class RpcListener {
         conn.close();
         return;
       }
-      this.#connections.add(new TcpRpcConnection(conn, options));
+      if (options.clusterKey === undefined) {
+        this.#connections.add(new TcpRpcConnection(conn, options));
+      } else {
+        this.#handshaking.set(conn, this.#authenticate(conn, options, options.clusterKey));
+      }
     }
+  }
+
+  async #authenticate(
+    conn: Deno.TcpConn,
+    options: ConnectionOptions,
+    key: Uint8Array,
+  ): Promise<void> {
+    const peer = { host: conn.remoteAddr.hostname, port: conn.remoteAddr.port };
+    const result = await listenerHandshake(conn, key, {
+      timeoutMs: this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      maxFrameBytes: options.maxFrameBytes,
+    });
+    this.#handshaking.delete(conn);
+    if ("refused" in result) {
+      if (!this.#closing) callHook(() => this.#options.onRefused?.(peer, result.refused));
+      return;
+    }
+    if (this.#closing) {
+      closeQuietly(conn);
+      return;
+    }
+    this.#connections.add(new TcpRpcConnection(conn, options, result.decoder));
+  }
+}
+
+function closeQuietly(conn: Deno.TcpConn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
   }
 }
 
@@ -263,10 +318,11 @@ class TcpRpcConnection implements RpcConnection {
     }
   }
 
-  constructor(conn: Deno.TcpConn, options: ConnectionOptions) {
+  /** `decoder`: the cluster-key handshake's, holding any bytes the peer sent right after it. */
+  constructor(conn: Deno.TcpConn, options: ConnectionOptions, decoder?: FrameDecoder) {
     this.#conn = conn;
     this.#options = options;
-    this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    this.#decoder = decoder ?? new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
     this.#timeouts = new SweepTimer((nowMs) => this.#expireCalls(nowMs));
     this.remoteAddress = { host: conn.remoteAddr.hostname, port: conn.remoteAddr.port };
     this.localAddress = { host: conn.localAddr.hostname, port: conn.localAddr.port };
@@ -326,6 +382,12 @@ class TcpRpcConnection implements RpcConnection {
     // to a fresh buffer (the old one lives as long as those values do).
     let buffer = new Uint8Array(READ_BUFFER_BYTES);
     let readOffset = 0;
+    if (this.#decoder.bufferedBytes > 0) {
+      // Frames that came with the end of the cluster-key handshake, dispatched once the
+      // constructor has returned (they live in the handshake's own buffers).
+      await Promise.resolve();
+      this.#dispatchFrames();
+    }
     while (!this.#isClosed) {
       if (buffer.length - readOffset < MIN_READ_SPACE_BYTES) {
         buffer = new Uint8Array(READ_BUFFER_BYTES);
@@ -555,6 +617,8 @@ export interface RpcSessionOptions {
   onClusterInit?: (connection: RpcConnection, address: NodeAddress, role: ClusterRole) => void;
   onProtocolError?: (connection: RpcConnection, message: string) => void;
   maxFrameBytes?: number;
+  /** See {@link ConnectionOptions.clusterKey}. */
+  clusterKey?: Uint8Array;
 }
 
 interface QueuedCall extends PendingCall {
@@ -704,6 +768,7 @@ export class RpcSession {
           onClusterInit: options.onClusterInit,
           onProtocolError: options.onProtocolError,
           maxFrameBytes: options.maxFrameBytes,
+          clusterKey: options.clusterKey,
           onClose: (closed) => this.#connectionClosed(closed),
         });
       } catch (e) {

@@ -107,6 +107,13 @@ function commonOptions(clockIntervalSeconds: number) {
       description: "enable binary log",
     },
     verbose: { kind: "boolean", short: "-v", long: "--verbose", description: "verbose log" },
+    clusterKey: {
+      kind: "string",
+      long: "--cluster-key",
+      valueName: "file",
+      description:
+        "file holding the shared cluster key (>= 16 bytes); peers without it are refused",
+    },
     daemon: {
       kind: "string",
       short: "-d",
@@ -356,6 +363,8 @@ export interface CommonConfig {
   readonly binaryLogPath?: string;
   /** Run as a daemon and write this pid file. */
   readonly daemonPidPath?: string;
+  /** `--cluster-key`: the file holding the shared cluster key (read by the role at start). */
+  readonly clusterKeyPath?: string;
   readonly keepaliveIntervalMs: number;
   /** Period of the RPC timeout check (kumofs' "clock interval"). */
   readonly clockIntervalMs: number;
@@ -431,6 +440,7 @@ function commonConfig(values: CommonValues): CommonConfig {
     logPath: values.log,
     binaryLogPath: values.binaryLog,
     daemonPidPath: values.daemon,
+    clusterKeyPath: values.clusterKey,
     keepaliveIntervalMs: toMs(values.keepaliveInterval),
     clockIntervalMs: toMs(values.clockInterval),
     connectTimeoutMs: toMs(values.connectTimeout),

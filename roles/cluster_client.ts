@@ -24,6 +24,7 @@ import { RpcErrorCode } from "../core/rpc_frame.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { CancellablePauses } from "./pauses.ts";
 import { RpcError, RpcSession } from "./rpc.ts";
+import { clusterKeyComplainer } from "./cluster_key.ts";
 
 export interface ClusterClientSettings {
   managers: NodeAddress[];
@@ -43,6 +44,8 @@ export interface ClusterClientSettings {
   keyPrefix?: Uint8Array;
   asyncDelete?: boolean;
   logger?: Logger;
+  /** The shared cluster key (`--cluster-key`) this gateway proves to managers and servers. */
+  clusterKey?: Uint8Array;
 }
 
 export type GetResult =
@@ -140,7 +143,11 @@ export class ClusterClient {
   writeHashSpace: HashSpace = HashSpace.empty();
   readHashSpace: HashSpace = HashSpace.empty();
 
-  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger">>;
+  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger" | "clusterKey">>;
+  readonly #clusterKey: Uint8Array | undefined;
+  readonly #complainAboutKey: (peer: NodeAddress, error: unknown) => string | undefined;
+  /** Why the managers gave no rings, when it is the cluster key (answers "no server" with it). */
+  #ringProblem: string | undefined;
   #log: Logger;
   #managers: RpcSession[];
   #servers = new Map<string, RpcSession>();
@@ -158,6 +165,8 @@ export class ClusterClient {
 
   constructor(settings: ClusterClientSettings) {
     this.#log = settings.logger ?? silentLogger();
+    this.#clusterKey = settings.clusterKey;
+    this.#complainAboutKey = clusterKeyComplainer(this.#log);
     this.#settings = {
       getRetry: settings.getRetry ?? 5,
       setRetry: settings.setRetry ?? 20,
@@ -173,6 +182,7 @@ export class ClusterClient {
     };
     this.#managers = settings.managers.map((address) =>
       new RpcSession(address, {
+        clusterKey: this.#clusterKey,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
@@ -228,7 +238,10 @@ export class ClusterClient {
         .then((reply) => {
           if (Array.isArray(reply)) this.#adopt(reply[0], reply[1]);
         })
-        .catch(() => {});
+        .catch((error) => {
+          const problem = this.#complainAboutKey(session.address, error);
+          if (problem !== undefined) this.#ringProblem = problem;
+        });
     }
   }
 
@@ -277,6 +290,7 @@ export class ClusterClient {
     let session = this.#servers.get(key);
     if (!session) {
       session = new RpcSession(address, {
+        clusterKey: this.#clusterKey,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         onConnected: () => this.#log.info(`connect success ${key}`),
@@ -297,6 +311,13 @@ export class ClusterClient {
     return encodeDbKey(hash64(full), full);
   }
 
+  /** The error when no ring names a server: with the cluster-key problem, if that is why. */
+  #noServer(): string {
+    return this.readHashSpace.isEmpty() && this.#ringProblem !== undefined
+      ? `no server (${this.#ringProblem})`
+      : "no server";
+  }
+
   /** Pause before retry `attempt` (0-based): quick at first, then up to retryDelayMs. */
   #retryPause(attempt: number): Promise<void> {
     if (this.#closed) return Promise.resolve();
@@ -309,7 +330,7 @@ export class ClusterClient {
     const dbKey = this.#dbKey(key);
     const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
     const attempts = READ_ATTEMPTS_PER_ROUND * this.#settings.getRetry;
-    let lastError = "no server";
+    let lastError = this.#noServer();
     for (let attempt = 0; attempt < attempts && !this.#closed; attempt++) {
       const target = serverFor(this.readHashSpace, hash, attempt % READ_ATTEMPTS_PER_ROUND);
       if (target) {
@@ -582,7 +603,7 @@ export class ClusterClient {
     repeatable: boolean,
   ): Promise<{ kind: "ok"; value: unknown } | { kind: "error"; message: string }> {
     const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
-    let lastError = "no server";
+    let lastError = this.#noServer();
     for (let attempt = 0; attempt <= retries && !this.#closed; attempt++) {
       const target = serverFor(this.writeHashSpace, hash, 0);
       let changedNothing = true;

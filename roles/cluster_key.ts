@@ -11,6 +11,7 @@ import {
   ConnectorHandshake,
   HANDSHAKE_NONCE_BYTES,
   type HandshakeStep,
+  isLoopbackHost,
   keyFileModeWarning,
   ListenerHandshake,
   parseClusterKey,
@@ -261,5 +262,53 @@ export function refusalLogger(
     const more = entry && entry.since > 0 ? ` (${entry.since} more refused from this host)` : "";
     hosts.set(peer.host, { loggedAtMs: now, since: 0 });
     log.warn(`refused ${formatAddress(peer)}: ${reason}${more}`);
+  };
+}
+
+/**
+ * The key of `--cluster-key FILE` for a daemon's main (undefined without the flag); a file
+ * readable by others is logged as a warning. Throws a one-line Error for a bad file.
+ */
+export function loadClusterKey(path: string | undefined, log: Logger): Uint8Array | undefined {
+  if (path === undefined) return undefined;
+  const { key, warning } = readClusterKeyFile(path);
+  if (warning !== undefined) log.warn(warning);
+  return key;
+}
+
+/** Without a key, a role listening beyond loopback lets any host that reaches it join. */
+export function warnIfOpen(
+  log: Logger | undefined,
+  program: string,
+  listen: NodeAddress,
+  key: Uint8Array | undefined,
+): void {
+  if (key !== undefined || isLoopbackHost(listen.host)) return;
+  log?.warn(
+    `${program} listens on ${formatAddress(listen)} without --cluster-key: any host that ` +
+      "reaches this port can join the cluster, change it or read its data",
+  );
+}
+
+/**
+ * For a role whose calls to a peer fail: logs, once per peer and message, an error that comes
+ * from the cluster key (refused by the peer, or the peer did not challenge us), so an operator
+ * who forgot `--cluster-key` on one host sees why in that host's log too. Returns the message
+ * when it was such an error.
+ */
+export function clusterKeyComplainer(
+  log: Logger,
+): (peer: NodeAddress, error: unknown) => string | undefined {
+  const seen = new Set<string>();
+  return (peer, error) => {
+    if (!(error instanceof RpcError)) return undefined;
+    const message = error.message;
+    if (!/cluster[- ]key/.test(message)) return undefined;
+    const entry = `${formatAddress(peer)} ${message}`;
+    if (!seen.has(entry)) {
+      seen.add(entry);
+      log.error(`${formatAddress(peer)}: ${message}`);
+    }
+    return message;
   };
 }

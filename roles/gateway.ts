@@ -9,6 +9,7 @@ import { parseGatewayOptions } from "../core/daemon_options.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
+import { loadClusterKey } from "./cluster_key.ts";
 import {
   type ConnectionLimits,
   type FrontEndProtocol,
@@ -290,6 +291,7 @@ export function main(argv: string[]): Promise<number> {
       keyPrefix: new TextEncoder().encode(config.keyPrefix),
       asyncDelete: config.asyncReplicateDelete,
       logger,
+      clusterKey: loadClusterKey(config.clusterKeyPath, logger),
     });
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);

@@ -31,6 +31,7 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
+import { loadClusterKey, refusalLogger, warnIfOpen } from "./cluster_key.ts";
 
 export interface ManagerSettings {
   /** Identity and listen address (port 0 = any free port). */
@@ -49,6 +50,8 @@ export interface ManagerSettings {
   rpcTimeoutMs?: number;
   logger?: Logger;
   nowSeconds?: () => number;
+  /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
+  clusterKey?: Uint8Array;
 }
 
 export type ReplacePhase = "idle" | "copy" | "delete";
@@ -102,7 +105,10 @@ export class Manager {
   #autoGeneration = 0;
   /** Silent servers this manager has said it will not mark fault (no majority heard). */
   #quorumWarned = new Set<string>();
-  #settings: Required<Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace">>;
+  #settings: Required<
+    Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace" | "clusterKey">
+  >;
+  readonly #clusterKey: Uint8Array | undefined;
   #log: Logger;
   #changeListeners = new Set<() => void>();
   #closed = false;
@@ -112,6 +118,7 @@ export class Manager {
     this.address = { host: settings.listen.host, port: listener.port };
     this.#log = settings.logger ?? silentLogger();
     this.autoReplace = settings.autoReplace ?? false;
+    this.#clusterKey = settings.clusterKey;
     this.#settings = {
       replaceDelayMs: settings.replaceDelayMs ?? 4000,
       replaceStallMs: settings.replaceStallMs ?? 60_000,
@@ -138,7 +145,11 @@ export class Manager {
         onClusterInit: (connection, address, role) =>
           created.manager!.#onClusterInit(connection, address, role),
         onClose: (connection) => created.manager?.forgetSubscriber(connection),
+        clusterKey: settings.clusterKey,
+        handshakeTimeoutMs: settings.connectTimeoutMs,
+        onRefused: refusalLogger(settings.logger ?? silentLogger()),
       });
+      warnIfOpen(settings.logger, "kumo-manager", settings.listen, settings.clusterKey);
     } catch (error) {
       throw listenError("-l (--listen)", formatAddress(settings.listen), error);
     }
@@ -207,6 +218,7 @@ export class Manager {
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
+        clusterKey: this.#clusterKey,
         onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
         onConnected: (connection) => connection.sendClusterInit(this.address, ClusterRole.Manager),
         onLost: () => this.#lostServer(address),
@@ -393,6 +405,7 @@ export class Manager {
 
   #connectPartner(partner: NodeAddress): void {
     this.#partner = new RpcSession(partner, {
+      clusterKey: this.#clusterKey,
       connectTimeoutMs: this.#settings.connectTimeoutMs,
       connectRetryLimit: this.#settings.connectRetryLimit,
       retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
@@ -761,6 +774,7 @@ export function main(argv: string[]): Promise<number> {
       connectTimeoutMs: config.connectTimeoutMs,
       connectRetryLimit: config.connectRetryLimit,
       logger,
+      clusterKey: loadClusterKey(config.clusterKeyPath, logger),
     });
     logger.info(`manager started at ${formatAddress(manager.address)}`);
     return manager;

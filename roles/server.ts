@@ -42,6 +42,7 @@ import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
 import { CancellablePauses } from "./pauses.ts";
 import { ReplaceWorker } from "./server_replace.ts";
+import { clusterKeyComplainer, loadClusterKey, refusalLogger, warnIfOpen } from "./cluster_key.ts";
 import { TombstoneCollector } from "./tombstone_collector.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import { errorText } from "./error_text.ts";
@@ -76,6 +77,8 @@ export interface ServerSettings {
    * local store, replicating in the background — a deliberate bug for the multi-host checkers.
    */
   ackBeforeReplicate?: boolean;
+  /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
+  clusterKey?: Uint8Array;
 }
 
 interface Counters {
@@ -135,6 +138,7 @@ export class Server {
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #pauses = new CancellablePauses();
   readonly #ackBeforeReplicate: boolean;
+  readonly #clusterKey: Uint8Array | undefined;
 
   private constructor(
     settings: ServerSettings,
@@ -160,6 +164,7 @@ export class Server {
     };
     this.#startedAtSeconds = this.#settings.nowSeconds();
     this.#ackBeforeReplicate = settings.ackBeforeReplicate === true;
+    this.#clusterKey = settings.clusterKey;
     this.#garbage = new TombstoneCollector(store, {
       minAgeSeconds: settings.garbageMinTimeSeconds ?? 60,
       maxAgeSeconds: settings.garbageMaxTimeSeconds ?? 3600,
@@ -173,6 +178,7 @@ export class Server {
       log: this.#log,
       rpcTimeoutMs: this.#settings.rpcTimeoutMs,
       connectTimeoutMs: this.#settings.connectTimeoutMs,
+      clusterKey: settings.clusterKey,
       rings: () => ({ write: this.writeHashSpace, read: this.readHashSpace }),
       setRings: ({ write, read }) => {
         if (write) this.writeHashSpace = write;
@@ -196,6 +202,11 @@ export class Server {
   static start(settings: ServerSettings): Server {
     const store = settings.store ?? openStore(requiredStorePath(settings));
     let listener: RpcListener | undefined;
+    const keyOptions = {
+      clusterKey: settings.clusterKey,
+      handshakeTimeoutMs: settings.connectTimeoutMs,
+      onRefused: refusalLogger(settings.logger ?? silentLogger()),
+    };
     try {
       // Filled in below; no request can arrive before this function returns.
       const created: { server?: Server } = {};
@@ -207,6 +218,7 @@ export class Server {
             created.server!.#handleRequest(method, params, connection),
           onClusterInit: (_connection, address, role) =>
             created.server!.#onClusterPeer(address, role),
+          ...keyOptions,
         });
       } catch (error) {
         throw listenError("-l (--listen)", formatAddress(settings.listen), error);
@@ -217,10 +229,12 @@ export class Server {
           hostname: settings.listen.host,
           port: settings.streamPort,
           onRequest: (method, params) => created.server!.#handleStreamRequest(method, params),
+          ...keyOptions,
         });
       } catch (error) {
         throw listenError("-L (--stream-listen)", String(settings.streamPort), error);
       }
+      warnIfOpen(settings.logger, "kumo-server", settings.listen, settings.clusterKey);
       const server = created.server = new Server(settings, store, listener, streamListener);
       server.#connectManagers(settings);
       return server;
@@ -260,8 +274,10 @@ export class Server {
 
   #connectManagers(settings: ServerSettings): void {
     const managers = [settings.manager1, settings.manager2].filter((m): m is NodeAddress => !!m);
+    const complainAboutKey = clusterKeyComplainer(this.#log);
     for (const manager of managers) {
       const session = new RpcSession(manager, {
+        clusterKey: this.#clusterKey,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(1000, this.#settings.keepaliveIntervalMs),
@@ -275,7 +291,7 @@ export class Server {
       this.#managers.push(session);
       // The first keepalive opens the connection; later ones keep it (and the clocks) alive.
       void session.call(ManagerMethod.KeepAlive, [this.clock.increment(), this.incarnation])
-        .catch(() => {});
+        .catch((error) => complainAboutKey(manager, error));
     }
     const limitMs = silenceLimitMs(
       this.#settings.keepaliveIntervalMs,
@@ -294,7 +310,7 @@ export class Server {
           [this.clock.increment(), this.incarnation],
           this.#settings.rpcTimeoutMs,
         )
-          .catch(() => {});
+          .catch((error) => complainAboutKey(session.address, error));
       }
     }, this.#settings.keepaliveIntervalMs);
   }
@@ -864,6 +880,7 @@ export class Server {
     let session = this.#peers.get(key);
     if (!session) {
       session = new RpcSession(address, {
+        clusterKey: this.#clusterKey,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
@@ -1180,6 +1197,7 @@ export function main(argv: string[]): Promise<number> {
       garbageMaxTimeSeconds: config.garbageMaxTimeSeconds,
       garbageMemoryLimitBytes: config.garbageMemoryLimitBytes,
       logger,
+      clusterKey: loadClusterKey(config.clusterKeyPath, logger),
       ...testSwitches(config.testClockSkewSeconds, config.testBreak),
     });
     logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);

@@ -23,6 +23,8 @@ export interface ReplaceHost {
   readonly log: Logger;
   readonly rpcTimeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** The cluster key the stream connection proves (absent: none). */
+  readonly clusterKey?: Uint8Array;
   rings(): { readonly write: HashSpace; readonly read: HashSpace };
   /** Adopts the given rings and tells whoever waits on ring changes. */
   setRings(rings: { write?: HashSpace; read?: HashSpace }): void;
@@ -187,6 +189,7 @@ export class ReplaceWorker {
     if (typeof streamPort !== "number") throw new Error("malformed offer reply");
     const stream = await connectRpc({ host: target.host, port: streamPort }, {
       connectTimeoutMs: host.connectTimeoutMs,
+      clusterKey: host.clusterKey,
     });
     try {
       let sent = 0;

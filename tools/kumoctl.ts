@@ -8,9 +8,11 @@ import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
 import {
   callOnce,
+  CLUSTER_KEY_USAGE,
   processIo,
   rubyTimeString,
   runTool,
+  takeClusterKey,
   targetAddress,
   ToolError,
   type ToolIo,
@@ -31,7 +33,7 @@ command:
    backup  [suffix=default]   create backup with specified suffix
    enable-auto-replace        enable auto replace
    disable-auto-replace       disable auto replace
-`;
+${CLUSTER_KEY_USAGE}`;
 
 type Command = { method: number; params: unknown[]; print: (result: unknown) => string };
 
@@ -118,12 +120,13 @@ function commandFor(name: string, args: string[]): Command | undefined {
   }
 }
 
-export function main(args: string[], io: ToolIo = processIo): Promise<number> {
+export function main(argv: string[], io: ToolIo = processIo): Promise<number> {
   return runTool("kumoctl", io, async () => {
-    if (args.includes("-h") || args.includes("--help")) {
+    if (argv.includes("-h") || argv.includes("--help")) {
       io.stdout(USAGE);
       return 0;
     }
+    const { args, clusterKey } = takeClusterKey(argv, io);
     const [addressText, name, ...rest] = args;
     const command = name === undefined ? undefined : commandFor(name, rest);
     if (addressText === undefined || command === undefined) {
@@ -134,7 +137,7 @@ export function main(args: string[], io: ToolIo = processIo): Promise<number> {
       return 1;
     }
     const address = await targetAddress(addressText, MANAGER_DEFAULT_PORT, "manager address");
-    const [result] = await callOnce(address, [command]);
+    const [result] = await callOnce(address, [command], clusterKey);
     io.stdout(command.print(result));
     return 0;
   });

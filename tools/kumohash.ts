@@ -18,7 +18,7 @@ import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
 import { resolveAddress } from "../roles/resolve.ts";
 import { connectRpc } from "../roles/rpc.ts";
-import { messageOf } from "./tool_io.ts";
+import { CLUSTER_KEY_USAGE, messageOf, takeClusterKey } from "./tool_io.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
 const SERVER_DEFAULT_PORT = 19800;
@@ -34,7 +34,7 @@ command:
    hash    keys...   calculate the hash of keys
    assign  keys...   list the nodes each key is assigned to
    dump              dump the hash space (every virtual node in ring order)
-`;
+${CLUSTER_KEY_USAGE}`;
 
 /** The part of an RPC connection kumohash uses (roles/rpc.ts provides it). */
 export interface RpcCaller {
@@ -46,7 +46,7 @@ export interface RpcCaller {
 
 export type ConnectRpc = (
   address: NodeAddress,
-  options?: { connectTimeoutMs?: number },
+  options?: { connectTimeoutMs?: number; clusterKey?: Uint8Array },
 ) => Promise<RpcCaller>;
 
 /** Where output goes and how the manager is reached; tests inject these. */
@@ -129,12 +129,16 @@ async function ringFromServers(texts: string[]): Promise<HashSpace> {
 }
 
 /** The manager's write ring: HashSpaceRequest answers `[wseed, rseed]`. */
-async function ringFromManager(text: string, connect: ConnectRpc): Promise<HashSpace> {
+async function ringFromManager(
+  text: string,
+  connect: ConnectRpc,
+  clusterKey: Uint8Array | undefined,
+): Promise<HashSpace> {
   const address = await resolveAddress(parseOrThrow(text, MANAGER_DEFAULT_PORT, "manager"));
   const where = `manager ${formatAddress(address)}`;
   let reply: unknown;
   try {
-    const connection = await connect(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    const connection = await connect(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clusterKey });
     try {
       reply = await connection.call(ManagerMethod.HashSpaceRequest, [], CALL_TIMEOUT_MS);
     } finally {
@@ -174,11 +178,16 @@ function assignLines(ring: HashSpace, keys: string[]): string {
   }).join("");
 }
 
-async function run(source: RingSource, command: Command, connect: ConnectRpc): Promise<string> {
+async function run(
+  source: RingSource,
+  command: Command,
+  connect: ConnectRpc,
+  clusterKey: Uint8Array | undefined,
+): Promise<string> {
   if (command.name === "hash") return hashLines(command.keys);
   const ring = source.kind === "servers"
     ? await ringFromServers(source.addresses)
-    : await ringFromManager(source.address, connect);
+    : await ringFromManager(source.address, connect, clusterKey);
   return command.name === "dump" ? dumpLines(ring) : assignLines(ring, command.keys);
 }
 
@@ -193,7 +202,14 @@ const processIo: KumohashIo = {
 };
 
 /** Runs kumohash with `args` (without the program name); resolves to the exit code. */
-export async function main(args: string[], io: KumohashIo = processIo): Promise<number> {
+export async function main(argv: string[], io: KumohashIo = processIo): Promise<number> {
+  let args: string[], clusterKey: Uint8Array | undefined;
+  try {
+    ({ args, clusterKey } = takeClusterKey(argv, io));
+  } catch (error) {
+    io.stderr(`kumohash: ${messageOf(error)}\n`);
+    return 1;
+  }
   const parsed = parseArgs(args);
   if (parsed.kind === "help") {
     io.stdout(USAGE);
@@ -204,7 +220,7 @@ export async function main(args: string[], io: KumohashIo = processIo): Promise<
     return 1;
   }
   try {
-    io.stdout(await run(parsed.source, parsed.command, io.connect ?? connectRpc));
+    io.stdout(await run(parsed.source, parsed.command, io.connect ?? connectRpc, clusterKey));
     return 0;
   } catch (error) {
     io.stderr(`kumohash: ${messageOf(error)}\n`);

@@ -15,10 +15,12 @@ import {
 } from "../core/messages.ts";
 import {
   callOnce,
+  CLUSTER_KEY_USAGE,
   messageOf,
   processIo,
   rubyTimeString,
   runTool,
+  takeClusterKey,
   targetAddress,
   type ToolIo,
 } from "./tool_io.ts";
@@ -46,7 +48,7 @@ command:
    set_delay                  let the kernel delay small writes (TCP_NODELAY off) on the
                               server's sockets; prints how many changed
    unset_delay                send small writes at once (TCP_NODELAY on, the default)
-`;
+${CLUSTER_KEY_USAGE}`;
 
 const SIMPLE: Record<string, number> = {
   pid: StatusCode.Pid,
@@ -98,24 +100,30 @@ export function replaceStateName(flags: unknown): string {
 }
 
 /** The output lines of `command` for one server. */
-async function serverLines(server: NodeAddress, command: string): Promise<string[]> {
+async function serverLines(
+  server: NodeAddress,
+  command: string,
+  clusterKey: Uint8Array | undefined,
+): Promise<string[]> {
+  const callServer = (calls: { method: number; params: unknown[] }[]) =>
+    callOnce(server, calls, clusterKey);
   if (command in SIMPLE) {
-    const [value] = await callOnce(server, [status(SIMPLE[command])]);
+    const [value] = await callServer([status(SIMPLE[command])]);
     return [String(value ?? "nil")];
   }
   switch (command) {
     case "stats": {
-      const values = await callOnce(server, STATS.map(([, code]) => status(code)));
+      const values = await callServer(STATS.map(([, code]) => status(code)));
       return [...STATS.map(([name], i) => `STAT ${name} ${values[i]}`), "END"];
     }
     case "rhs":
     case "whs": {
       const code = command === "rhs" ? StatusCode.ReadHashSpace : StatusCode.WriteHashSpace;
-      const [seed] = await callOnce(server, [status(code)]);
+      const [seed] = await callServer([status(code)]);
       return formatHashSpace(seed);
     }
     case "hscheck": {
-      const [read, write] = await callOnce(server, [
+      const [read, write] = await callServer([
         status(StatusCode.ReadHashSpace),
         status(StatusCode.WriteHashSpace),
       ]);
@@ -123,13 +131,13 @@ async function serverLines(server: NodeAddress, command: string): Promise<string
       return [String(r.sameNodes(w) && r.timestamp === w.timestamp)];
     }
     case "replstat": {
-      const [flags] = await callOnce(server, [status(StatusCode.ReplaceFlags)]);
+      const [flags] = await callServer([status(StatusCode.ReplaceFlags)]);
       return [replaceStateName(flags)];
     }
     case "set_delay":
     case "unset_delay": {
       const noDelay = command === "unset_delay";
-      const [changed] = await callOnce(server, [{
+      const [changed] = await callServer([{
         method: ServerMethod.SetConfig,
         params: [ConfigCode.NoDelay, noDelay],
       }]);
@@ -145,12 +153,13 @@ const COMMANDS = new Set([
   ...["stats", "rhs", "whs", "hscheck", "replstat", "set_delay", "unset_delay"],
 ]);
 
-export function main(args: string[], io: ToolIo = processIo): Promise<number> {
+export function main(argv: string[], io: ToolIo = processIo): Promise<number> {
   return runTool("kumostat", io, async () => {
-    if (args.includes("-h") || args.includes("--help")) {
+    if (argv.includes("-h") || argv.includes("--help")) {
       io.stdout(USAGE);
       return 0;
     }
+    const { args, clusterKey } = takeClusterKey(argv, io);
     const viaManager = args[0] === "-m";
     const [addressText, command] = viaManager ? args.slice(1) : args;
     const arity = viaManager ? 3 : 2;
@@ -163,20 +172,20 @@ export function main(args: string[], io: ToolIo = processIo): Promise<number> {
     }
     if (!viaManager) {
       const address = await targetAddress(addressText, SERVER_DEFAULT_PORT, "server address");
-      io.stdout((await serverLines(address, command)).join("\n") + "\n");
+      io.stdout((await serverLines(address, command, clusterKey)).join("\n") + "\n");
       return 0;
     }
     const manager = await targetAddress(addressText, MANAGER_DEFAULT_PORT, "manager address");
     const [reply] = await callOnce(manager, [{
       method: ManagerMethod.HashSpaceRequest,
       params: [],
-    }]);
+    }], clusterKey);
     const ring = HashSpace.fromSeed(Array.isArray(reply) ? reply[0] : undefined);
     let failed = false;
     for (const node of ring.nodes.filter((n) => n.active)) {
       const prefix = `${formatAddress(node.address)}:  `;
       try {
-        const lines = await serverLines(node.address, command);
+        const lines = await serverLines(node.address, command, clusterKey);
         io.stdout(lines.map((line) => prefix + line).join("\n") + "\n");
       } catch (error) {
         failed = true;

@@ -8,7 +8,8 @@
 #
 # Why a shell script: a permission set in deno.json is static, but a server may only touch its
 # own files, whose paths come from its command line. This script reads them (`-s store`, `-o log`,
-# `-g binary log`, `-d pid file`) and grants exactly those: read/write of the store's directory
+# `-g binary log`, `-d pid file`; `--cluster-key file` of every program) and grants exactly those:
+# read of the key file, read/write of the store's directory
 # (SQLite adds -wal/-shm files and backups `<store>-<suffix>` beside the store) and write of each
 # named file. Doing it here keeps `run` out of every program's set.
 #
@@ -73,7 +74,20 @@ add_read() {
   reads="${reads:+$reads,}$1"
 }
 
-# Only the daemons take file paths; the tools' arguments are left alone.
+# Every RPC program (daemons and tools) may read its cluster key file, and only that file.
+previous=""
+for arg in "$@"; do
+  case $previous in
+    --cluster-key) add_read "$(absolute "$arg")" ;;
+  esac
+  case $arg in
+    --cluster-key=*) add_read "$(absolute "${arg#--cluster-key=}")" ;;
+    --) break ;;
+  esac
+  previous=$arg
+done
+
+# Only the daemons take other file paths; the tools' arguments are left alone.
 case $set_name in
   manager | server | gateway)
     previous=""

@@ -6,6 +6,7 @@ import { formatAddress, isAddressError, type NodeAddress, parseAddress } from ".
 import { resolveAddress } from "../roles/resolve.ts";
 import { connectRpc } from "../roles/rpc.ts";
 import { errorText } from "../roles/error_text.ts";
+import { readClusterKeyFile } from "../roles/cluster_key.ts";
 
 export interface ToolIo {
   stdout(text: string): void;
@@ -49,13 +50,16 @@ export async function targetAddress(
 export async function callOnce(
   address: NodeAddress,
   calls: { method: number; params: unknown[] }[],
+  clusterKey?: Uint8Array,
 ): Promise<unknown[]> {
   const where = formatAddress(address);
   let connection;
   try {
-    connection = await connectRpc(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    connection = await connectRpc(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clusterKey });
   } catch (error) {
-    throw new ToolError(`cannot connect to ${where}: ${messageOf(error)}`);
+    // The cluster-key handshake's errors already start with the address.
+    const text = messageOf(error);
+    throw new ToolError(text.startsWith(where) ? text : `cannot connect to ${where}: ${text}`);
   }
   try {
     const results = [];
@@ -69,6 +73,44 @@ export async function callOnce(
     connection.close();
     await connection.closed;
   }
+}
+
+/** The usage line every RPC tool shows for `--cluster-key`. */
+export const CLUSTER_KEY_USAGE = `options:
+   --cluster-key FILE         prove the cluster key in FILE (needed when the cluster has one)
+`;
+
+/**
+ * Takes `--cluster-key FILE` / `--cluster-key=FILE` out of `args` (anywhere before `--`) and
+ * reads the key; a file readable by others is warned about on stderr. The key itself is never
+ * printed; a missing value or a bad file is a ToolError.
+ */
+export function takeClusterKey(
+  args: string[],
+  io: ToolIo,
+): { args: string[]; clusterKey?: Uint8Array } {
+  const rest: string[] = [];
+  let path: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      rest.push(...args.slice(i)); // after `--` come operands (kumohash's keys), never options
+      break;
+    }
+    if (arg === "--cluster-key") {
+      if (i + 1 >= args.length) throw new ToolError("--cluster-key needs a file");
+      path = args[++i];
+    } else if (arg.startsWith("--cluster-key=")) {
+      path = arg.slice("--cluster-key=".length);
+    } else {
+      rest.push(arg);
+    }
+  }
+  if (path === undefined) return { args: rest };
+  if (path === "") throw new ToolError("--cluster-key needs a file");
+  const { key, warning } = readClusterKeyFile(path);
+  if (warning !== undefined) io.stderr(`warning: ${warning}\n`);
+  return { args: rest, clusterKey: key };
 }
 
 /** The error's one line (a permission denial says which permission and how to widen it). */

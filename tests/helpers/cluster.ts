@@ -61,6 +61,8 @@ export interface TestClusterOptions {
   attach?: boolean;
   nowSeconds?: () => number;
   manager?: ManagerExtraSettings;
+  /** A shared cluster key for every role this cluster starts (`--cluster-key`). */
+  clusterKey?: Uint8Array;
 }
 
 /** A manager position: its address survives kills so a restart binds the same port. */
@@ -93,6 +95,8 @@ export class TestCluster {
   #serverSlots = new Map<string, ServerSlot>();
   #managerExtra: ManagerExtraSettings;
   #storeCount = 0;
+  /** The cluster key every role gets unless a start call says otherwise. */
+  clusterKey: Uint8Array | undefined;
 
   private constructor(dataDir: string, nowSeconds: () => number, extra: ManagerExtraSettings) {
     this.dataDir = dataDir;
@@ -104,6 +108,7 @@ export class TestCluster {
     const dataDir = await Deno.makeTempDir({ prefix: "kumo-cluster-" });
     const nowSeconds = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     const cluster = new TestCluster(dataDir, nowSeconds, options.manager ?? {});
+    cluster.clusterKey = options.clusterKey;
     try {
       if ((options.managers ?? 1) === 2) await cluster.#startManagerPair();
       else cluster.#startManager({ index: 0, address: { host: LOCALHOST, port: 0 } });
@@ -175,6 +180,7 @@ export class TestCluster {
       ...this.#managerExtra,
       logger: this.#logger(label),
       nowSeconds: this.nowSeconds,
+      clusterKey: this.clusterKey,
     };
     const manager = Manager.start(settings);
     label.role = `manager${slot.index + 1} ${formatAddress(manager.address)}`;
@@ -230,7 +236,14 @@ export class TestCluster {
 
   /** Starts a server (new store, or `store`/`storePath` to reuse one) registering with the managers. */
   startServer(
-    options: { storePath?: string; store?: Store; port?: number; streamPort?: number } = {},
+    options: {
+      storePath?: string;
+      store?: Store;
+      port?: number;
+      streamPort?: number;
+      /** Overrides the cluster's key (undefined: this server has none). */
+      clusterKey?: Uint8Array;
+    } = {},
   ): Server {
     const storePath = options.store
       ? undefined
@@ -247,6 +260,7 @@ export class TestCluster {
       ...FAST,
       logger: this.#logger(label),
       nowSeconds: this.nowSeconds,
+      clusterKey: "clusterKey" in options ? options.clusterKey : this.clusterKey,
     });
     const key = formatAddress(server.address);
     label.role = `server ${key}`;
@@ -442,6 +456,7 @@ export class TestCluster {
       retryDelayMs: 200,
       nowSeconds: this.nowSeconds,
       logger: this.#logger(`gateway${this.gateways.length + 1}`),
+      clusterKey: this.clusterKey,
       ...settings,
     });
     this.gateways.push(gateway);

@@ -46,7 +46,9 @@ export type ClusterKeyParse = { key: Uint8Array } | { error: string };
 /** The key in a key file's bytes: whitespace around it trimmed; at least 16 bytes. */
 export function parseClusterKey(bytes: Uint8Array): ClusterKeyParse {
   if (bytes.length > CLUSTER_KEY_MAX_BYTES) {
-    return { error: `is ${bytes.length} bytes; a key file holds at most ${CLUSTER_KEY_MAX_BYTES}` };
+    return {
+      error: `the file is ${bytes.length} bytes; a key file holds at most ${CLUSTER_KEY_MAX_BYTES}`,
+    };
   }
   let start = 0, end = bytes.length;
   while (start < end && isSpace(bytes[start])) start++;
@@ -54,7 +56,7 @@ export function parseClusterKey(bytes: Uint8Array): ClusterKeyParse {
   const length = end - start;
   if (length < CLUSTER_KEY_MIN_BYTES) {
     return {
-      error: `holds a ${length}-byte key; at least ${CLUSTER_KEY_MIN_BYTES} bytes are needed` +
+      error: `the key is ${length} bytes; at least ${CLUSTER_KEY_MIN_BYTES} are needed` +
         " (e.g. head -c 32 /dev/urandom | base64 > FILE)",
     };
   }

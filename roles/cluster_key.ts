@@ -55,7 +55,7 @@ export function readClusterKeyFile(path: string): ClusterKeyFile {
   }
   const parsed = parseClusterKey(bytes);
   bytes.fill(0);
-  if ("error" in parsed) throw new Error(`--cluster-key ${path} ${parsed.error}`);
+  if ("error" in parsed) throw new Error(`--cluster-key ${path}: ${parsed.error}`);
   const warning = keyFileModeWarning(path, mode);
   return warning === undefined ? { key: parsed.key } : { key: parsed.key, warning };
 }

@@ -168,7 +168,7 @@ Deno.test("kumoctl without the key, or with a wrong one, is refused in one line 
   assert.equal(tooShort.code, 1);
   assert.match(
     tooShort.stderr,
-    /^kumoctl: --cluster-key \S+ holds a 4-byte key; at least 16 .*\n$/,
+    /^kumoctl: --cluster-key \S+: the key is 4 bytes; at least 16 are needed .*\n$/,
   );
   assert.ok(!tooShort.stderr.includes("tiny"));
   // The fault server is still in the ring: neither detach reached the manager.

@@ -62,7 +62,7 @@ Deno.test("key file: whitespace trimmed, at least 16 bytes", () => {
   assert.equal(new TextDecoder().decode(ok.key), "0123456789abcdef");
   const short = parseClusterKey(new TextEncoder().encode("0123456789abcde\n"));
   assert.ok("error" in short);
-  assert.match(short.error, /15-byte key; at least 16/);
+  assert.match(short.error, /the key is 15 bytes; at least 16 are needed/);
   assert.ok("error" in parseClusterKey(new TextEncoder().encode(" \n\t ")));
 });
 
@@ -81,7 +81,7 @@ Deno.test("key file: read errors and short keys are one line without the key", (
     const path = `${dir}/key`;
     Deno.writeTextFileSync(path, "short-secret\n", { mode: 0o600 });
     assert.throws(() => readClusterKeyFile(path), (e: Error) => {
-      assert.match(e.message, /^--cluster-key .*key holds a 12-byte key/);
+      assert.match(e.message, /^--cluster-key .*key: the key is 12 bytes/);
       assert.ok(!e.message.includes("short-secret"));
       return true;
     });

@@ -45,8 +45,8 @@ export async function kumoctl(managerPort: number, ...command: string[]) {
   return await runDeno("tools", "tools/kumoctl.ts", [`${LOCALHOST}:${managerPort}`, ...command]);
 }
 
-export async function status(managerPort: number): Promise<Status> {
-  const result = await kumoctl(managerPort, "status");
+export async function status(managerPort: number, ...flags: string[]): Promise<Status> {
+  const result = await kumoctl(managerPort, "status", ...flags);
   assert.equal(result.code, 0, `kumoctl status failed: ${result.stderr}`);
   assert.deepEqual(productLines(result.stderr), []);
   return parseStatus(result.stdout);
@@ -71,6 +71,8 @@ export interface RealClusterOptions {
   readonly servers: number;
   /** Extra flags for the manager and every server (e.g. fault detection). */
   readonly daemonFlags?: string[];
+  /** `--cluster-key FILE` for every process of the cluster and every kumoctl it runs. */
+  readonly clusterKeyFile?: string;
 }
 
 /** Manager, attached servers and a gateway, ready to serve. */
@@ -82,13 +84,17 @@ export class RealCluster implements AsyncDisposable {
   readonly servers: RunningProcess[];
   readonly gateway: RunningProcess;
   readonly #dir: string;
+  /** `--cluster-key FILE` when the cluster has a key. */
+  readonly keyFlags: string[];
 
   private constructor(
     dir: string,
     ports: { manager: number; gateway: number; servers: number[] },
     processes: { manager: RunningProcess; servers: RunningProcess[]; gateway: RunningProcess },
+    keyFlags: string[],
   ) {
     this.#dir = dir;
+    this.keyFlags = keyFlags;
     this.managerPort = ports.manager;
     this.gatewayPort = ports.gateway;
     this.serverPorts = ports.servers;
@@ -102,7 +108,8 @@ export class RealCluster implements AsyncDisposable {
     const count = options.servers;
     const [managerPort, gatewayPort, ...ports] = freePorts(2 + 2 * count);
     const serverPorts = ports.slice(0, count), streamPorts = ports.slice(count);
-    const flags = options.daemonFlags ?? [];
+    const keyFlags = options.clusterKeyFile ? ["--cluster-key", options.clusterKeyFile] : [];
+    const flags = [...options.daemonFlags ?? [], ...keyFlags];
     const started: RunningProcess[] = [];
     try {
       const manager = RunningProcess.deno("manager", "manager", "roles/manager.ts", [
@@ -123,16 +130,18 @@ export class RealCluster implements AsyncDisposable {
           manager.waitForLine(new RegExp(`server connected ${LOCALHOST}:${port}$`))
         ),
       );
-      const attach = await kumoctl(managerPort, "attach");
+      const attach = await kumoctl(managerPort, "attach", ...keyFlags);
       assert.equal(attach.code, 0, attach.stderr);
       const gateway = RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
         ...["-v", "-m", `${LOCALHOST}:${managerPort}`, "-t", `${LOCALHOST}:${gatewayPort}`],
+        ...keyFlags,
       ]);
       started.push(gateway);
       const cluster = new RealCluster(
         dir,
         { manager: managerPort, gateway: gatewayPort, servers: serverPorts },
         { manager, servers, gateway },
+        keyFlags,
       );
       await eventually("the gateway to store a first key", async () => {
         const connection = await Deno.connect({ hostname: LOCALHOST, port: gatewayPort })
@@ -161,11 +170,11 @@ export class RealCluster implements AsyncDisposable {
   }
 
   status(): Promise<Status> {
-    return status(this.managerPort);
+    return status(this.managerPort, ...this.keyFlags);
   }
 
   kumoctl(...command: string[]) {
-    return kumoctl(this.managerPort, ...command);
+    return kumoctl(this.managerPort, ...command, ...this.keyFlags);
   }
 
   /** Every process's output, for a failure message. */

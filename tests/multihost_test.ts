@@ -16,6 +16,7 @@
 import assert from "node:assert/strict";
 import { dropFromSourcesProgram, randomDropProgram } from "../tools/multihost/bpf.ts";
 import { builtInChecks } from "../tools/multihost/checks.ts";
+import { parseArgs } from "../tools/multihost/main.ts";
 import type { OpRecord } from "../tools/multihost/history.ts";
 import { FAULT_KINDS, planSchedule } from "../tools/multihost/schedule.ts";
 
@@ -185,7 +186,34 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "multihost: one short schedule with --cluster-key on every role and tool, no anomaly",
+  ignore: notRunnable !== undefined,
+  fn: async () => {
+    const seed = Number(Deno.env.get("KUMO_MULTIHOST_SEED") ?? 100);
+    console.log(`seed=${seed}`);
+    const run = await multihost([
+      ...["--seed", String(seed), "--schedules", "1", "--duration", "6s", "--cluster-key"],
+    ]);
+    const brief = summary(run.text);
+    console.log(brief);
+    assert.equal(run.reports.length, 1, run.text);
+    assert.match(run.text, /replay: .* --cluster-key/);
+    assert.equal(run.reports[0].anomalies.length, 0, brief);
+    assert.ok(run.reports[0].operations.ok > 0, brief);
+    assert.equal(run.code, 0, brief);
+  },
+});
+
 // ---- the pure parts, runnable anywhere ---------------------------------------------------
+
+Deno.test("multihost options: --cluster-key is a switch, off by default", () => {
+  const on = parseArgs(["--seed", "1", "--cluster-key"]);
+  const off = parseArgs(["--seed", "1"]);
+  assert.ok(on !== "help" && off !== "help");
+  assert.equal(on.clusterKey, true);
+  assert.equal(off.clusterKey, false);
+});
 
 Deno.test("multihost schedule: a pure function of the seed, every kind at least once", () => {
   const options = {

@@ -15,6 +15,7 @@ import { deserializeAddress, formatAddress } from "../../core/address.ts";
 import { HashSpace } from "../../core/hash_space.ts";
 import { ManagerMethod } from "../../core/messages.ts";
 import { connectRpc } from "../../roles/rpc.ts";
+import { readClusterKeyFile } from "../../roles/cluster_key.ts";
 import { run } from "./command.ts";
 import type { Network } from "./netns.ts";
 import { RoleProcess } from "./role_process.ts";
@@ -54,6 +55,8 @@ export interface ClusterOptions {
   readonly clockSkewSeconds: ReadonlyMap<string, number>;
   /** Run with the daemons' default keepalive and retry flags instead of the fast ones. */
   readonly defaultDetection?: boolean;
+  /** `--cluster-key FILE` for every role, kumoctl and the harness's own RPC connections. */
+  readonly clusterKeyFile?: string;
 }
 
 /** What one manager says, as `kumoctl status` shows it. */
@@ -71,17 +74,29 @@ export class Cluster {
   readonly processes: ReadonlyMap<string, RoleProcess>;
   /** Attaches made by the harness (first one included). */
   attaches = 0;
+  /** The key the harness's own RPC connections prove (undefined: the cluster has none). */
+  readonly clusterKey: Uint8Array | undefined;
+  readonly #clusterKeyFile: string | undefined;
 
-  private constructor(network: Network, processes: Map<string, RoleProcess>) {
+  private constructor(
+    network: Network,
+    processes: Map<string, RoleProcess>,
+    clusterKeyFile: string | undefined,
+  ) {
     this.network = network;
     this.processes = processes;
+    this.#clusterKeyFile = clusterKeyFile;
+    this.clusterKey = clusterKeyFile === undefined
+      ? undefined
+      : readClusterKeyFile(clusterKeyFile).key;
   }
 
   /** Starts every role, attaches the servers and waits until the gateway stores a key. */
   static async start(options: ClusterOptions, signal: AbortSignal): Promise<Cluster> {
     const { network, dir } = options;
-    const daemonFlags = options.defaultDetection ? [] : DAEMON_FLAGS;
-    const gatewayFlags = options.defaultDetection ? [] : GATEWAY_FLAGS;
+    const keyFlags = options.clusterKeyFile ? ["--cluster-key", options.clusterKeyFile] : [];
+    const daemonFlags = [...options.defaultDetection ? [] : DAEMON_FLAGS, ...keyFlags];
+    const gatewayFlags = [...options.defaultDetection ? [] : GATEWAY_FLAGS, ...keyFlags];
     const address = (name: string) => network.host(name).address;
     const managerAddress = (name: string) => `${address(name)}:${MANAGER_PORT}`;
     const processes = new Map<string, RoleProcess>();
@@ -109,7 +124,7 @@ export class Cluster {
       ...["-v", "-m", managerAddress(MANAGERS[0]), "-p", managerAddress(MANAGERS[1])],
       ...["-t", `${address(GATEWAY)}:${GATEWAY_PORT}`, ...gatewayFlags],
     ]);
-    const cluster = new Cluster(network, processes);
+    const cluster = new Cluster(network, processes, options.clusterKeyFile);
     try {
       for (const name of MANAGERS) await cluster.process(name).start();
       for (const name of SERVERS) await cluster.process(name).start();
@@ -148,6 +163,7 @@ export class Cluster {
     try {
       const connection = await connectRpc({ host, port: MANAGER_PORT }, {
         connectTimeoutMs: STATUS_CONNECT_TIMEOUT_MS,
+        clusterKey: this.clusterKey,
       });
       try {
         const reply = await connection.call(ManagerMethod.GetNodesInfo, [], STATUS_CALL_TIMEOUT_MS);
@@ -248,10 +264,14 @@ export class Cluster {
 
   /** `kumoctl <manager> attach`, as an operator types it, from the root namespace. */
   async attach(manager: string): Promise<boolean> {
+    const key = this.#clusterKeyFile;
     const result = await run(Deno.execPath(), [
-      ...["run", "-q", "-P=tools", "--config", `${ROOT}deno.json`, `${ROOT}tools/kumoctl.ts`],
+      ...["run", "-q", "-P=tools", "--config", `${ROOT}deno.json`],
+      ...(key ? [`--allow-read=${key}`] : []),
+      `${ROOT}tools/kumoctl.ts`,
       `${this.network.host(manager).address}:${MANAGER_PORT}`,
       "attach",
+      ...(key ? ["--cluster-key", key] : []),
     ], KUMOCTL_TIMEOUT_MS).catch((error) => ({ ok: false, stderr: String(error) }));
     if (result.ok) this.attaches++;
     return result.ok;

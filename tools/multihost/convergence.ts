@@ -53,7 +53,10 @@ async function snapshot(cluster: Cluster, keys: readonly string[]) {
         const address = formatAddress(owner.address);
         let connection = connections.get(address);
         if (!connection) {
-          connection = await connectRpc(owner.address, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+          connection = await connectRpc(owner.address, {
+            connectTimeoutMs: CONNECT_TIMEOUT_MS,
+            clusterKey: cluster.clusterKey,
+          });
           connections.set(address, connection);
         }
         held.set(`${address}${owner.active ? "" : " (fault)"}`, await heldBy(connection, key));

@@ -26,6 +26,8 @@ Options:
                      managers-together never separates the two managers)
   --break NAME       start every server with --test-break NAME (e.g. ack-before-replicate): the
                      run must then report anomalies
+  --cluster-key      run every role, kumoctl and the harness's RPC with --cluster-key (a fresh
+                     random key in a temporary file, mode 600, removed at the end)
   --clients N        concurrent clients (default 6)
   --keys N           keys they share (default 8)
   --op-timeout T     a request without a reply for this long is "unknown" (default 10s)
@@ -47,6 +49,7 @@ interface Options {
   kinds: FaultKind[];
   partitionMode: PartitionMode;
   testBreak?: string;
+  clusterKey: boolean;
   clients: number;
   keys: number;
   opTimeoutMs: number;
@@ -83,6 +86,7 @@ export function parseArgs(args: readonly string[]): Options | "help" {
     keys: 8,
     opTimeoutMs: 10_000,
     keepLogs: false,
+    clusterKey: false,
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -135,6 +139,9 @@ export function parseArgs(args: readonly string[]): Options | "help" {
       case "--keep-logs":
         options.keepLogs = true;
         break;
+      case "--cluster-key":
+        options.clusterKey = true;
+        break;
       case "--json":
         options.jsonPath = value();
         break;
@@ -167,6 +174,7 @@ function replayCommand(options: Options, seed: number): string {
     `deno task multihost --seed ${seed} --schedules 1 --duration ${options.durationMs}ms`,
     `--faults ${options.kinds.join(",")} --partitions ${options.partitionMode}`,
     ...(options.testBreak ? [`--break ${options.testBreak}`] : []),
+    ...(options.clusterKey ? ["--cluster-key"] : []),
   ].join(" ");
 }
 
@@ -235,6 +243,7 @@ export async function main(args: readonly string[]): Promise<number> {
   const log = (line: string) => console.log(line);
   const reports: ScheduleReport[] = [];
   let failed = false;
+  const clusterKeyFile = options.clusterKey ? await writeTemporaryKey() : undefined;
   try {
     for (let index = 0; index < options.schedules && !controller.signal.aborted; index++) {
       const seed = (options.seed + index) >>> 0;
@@ -250,6 +259,7 @@ export async function main(args: readonly string[]): Promise<number> {
           keys: options.keys,
           opTimeoutMs: options.opTimeoutMs,
           testBreak: options.testBreak,
+          clusterKeyFile,
           keepLogs: options.keepLogs,
           log,
           signal: controller.signal,
@@ -272,6 +282,7 @@ export async function main(args: readonly string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
+    if (clusterKeyFile) await Deno.remove(clusterKeyFile).catch(() => {});
   }
   if (options.jsonPath) await Deno.writeTextFile(options.jsonPath, toJson(reports));
   if (controller.signal.aborted) return 130;
@@ -286,6 +297,15 @@ export async function main(args: readonly string[]): Promise<number> {
       `injected, ${anomalies} anomalies${failed ? ", and a schedule FAILED to run" : ""}`,
   );
   return anomalies === 0 && !failed ? 0 : 1;
+}
+
+/** A fresh random cluster key (32 bytes, hex) in a temporary file only its owner can read. */
+async function writeTemporaryKey(): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "kumo-multihost-", suffix: ".key" });
+  await Deno.chmod(path, 0o600);
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  await Deno.writeTextFile(path, Array.from(key, (b) => b.toString(16).padStart(2, "0")).join(""));
+  return path;
 }
 
 /** `--scenario link-down [--seed N]`: see link_down.ts. */

@@ -27,6 +27,8 @@ export interface ScheduleRunOptions {
   readonly opTimeoutMs: number;
   /** A `--test-break` name for every server, or undefined. */
   readonly testBreak?: string;
+  /** A key file: every role, tool and harness connection runs with `--cluster-key`. */
+  readonly clusterKeyFile?: string;
   readonly keepLogs: boolean;
   readonly log: (line: string) => void;
   readonly signal: AbortSignal;
@@ -86,6 +88,7 @@ export async function runSchedule(options: ScheduleRunOptions): Promise<Schedule
       dir,
       serverFlags: options.testBreak ? ["--test-break", options.testBreak] : [],
       clockSkewSeconds: skew,
+      clusterKeyFile: options.clusterKeyFile,
     }, signal);
     const originMs = performance.now();
     log(

@@ -242,7 +242,13 @@ export class RpcListener {
       if (options.clusterKey === undefined) {
         this.#connections.add(new TcpRpcConnection(conn, options));
       } else {
-        this.#handshaking.set(conn, this.#authenticate(conn, options, options.clusterKey));
+        const handshake = this.#authenticate(conn, options, options.clusterKey)
+          .catch((error) => {
+            closeQuietly(conn);
+            reportError(error); // a bug, not a peer's doing: the handshake itself never throws
+          })
+          .finally(() => this.#handshaking.delete(conn));
+        this.#handshaking.set(conn, handshake);
       }
     }
   }
@@ -257,7 +263,6 @@ export class RpcListener {
       timeoutMs: this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       maxFrameBytes: options.maxFrameBytes,
     });
-    this.#handshaking.delete(conn);
     if ("refused" in result) {
       if (!this.#closing) callHook(() => this.#options.onRefused?.(peer, result.refused));
       return;

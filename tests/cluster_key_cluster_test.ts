@@ -50,8 +50,8 @@ Deno.test("with the key everywhere: attach, set/get, kumoctl and kumostat, detac
   const gateway = await cluster.startGateway();
   const client = await TextClient.connect(gateway.textPort!);
   try {
-    assert.equal(await client.set("a", "x"), "STORED\r\n");
-    assert.equal(await client.get("a"), "VALUE a 0 1\r\nx\r\nEND\r\n");
+    for (let i = 0; i < 20; i++) assert.equal(await client.set(`k${i}`, "x"), "STORED\r\n");
+    assert.equal(await client.get("k7"), "VALUE k7 0 1\r\nx\r\nEND\r\n");
   } finally {
     client.close();
   }
@@ -62,7 +62,7 @@ Deno.test("with the key everywhere: attach, set/get, kumoctl and kumostat, detac
   const items = await runTool(kumostat, [`--cluster-key=${key}`, server, "items"]);
   assert.equal(items.code, 0, items.stderr);
   assert.match(items.stdout, /^\d+\n$/);
-  const hash = await runTool(kumohash, ["-m", manager, "--cluster-key", key, "assign", "a"]);
+  const hash = await runTool(kumohash, ["-m", manager, "--cluster-key", key, "assign", "k7"]);
   assert.equal(hash.code, 0, hash.stderr);
 
   const killed = await cluster.kill(cluster.servers[2]);
@@ -71,6 +71,21 @@ Deno.test("with the key everywhere: attach, set/get, kumoctl and kumostat, detac
   assert.equal(detach.code, 0, detach.stderr);
   await cluster.waitForReplaceFinished();
   assert.equal(cluster.manager.writeHashSpace.nodes.length, 2);
+
+  // A newcomer gets its share of the records over the (keyed) replace stream port.
+  const newcomer = cluster.startServer();
+  await cluster.waitForNewcomer(newcomer.address);
+  const attach = await runTool(kumoctl, [manager, "attach", "--cluster-key", key]);
+  assert.equal(attach.code, 0, attach.stderr);
+  await cluster.waitForReplaceFinished();
+  const copied = await runTool(kumostat, [
+    formatAddress(newcomer.address),
+    "items",
+    "--cluster-key",
+    key,
+  ]);
+  assert.equal(copied.code, 0, copied.stderr);
+  assert.ok(Number(copied.stdout) > 0, `the newcomer holds ${copied.stdout}`);
   assert.deepEqual(refusals(cluster), []);
   assertNoSecret(cluster, status.stdout, items.stdout, hash.stdout, detach.stdout);
 });

@@ -1,9 +1,10 @@
 /**
  * The embedded client: memcached's commands from a Deno program, routed by the rings straight
  * to the servers — the gateway's ClusterClient (roles/cluster_client.ts) without the memcached
- * protocol in between. Every call is the one the gateway's text front end makes for the same
- * command (roles/text_protocol.ts): same expiry conversion (core/expiry.ts), same store modes
- * and cas, same retry rules, so a program sees what a memcached client sees through a gateway.
+ * protocol in between. Each command is turned into its cluster call by the same functions the
+ * gateway's text front end uses (roles/memcached_commands.ts): same expiry conversion, store
+ * modes and cas, same retry rules, so a program sees what a memcached client sees through a
+ * gateway.
  *
  * Differences, on purpose: failures are thrown as `ClientError` (never an empty answer), a
  * `getMany` with a failed key throws instead of leaving the key out, and every write waits for
@@ -33,6 +34,7 @@ import {
   type StoreMode,
   type StoreResult,
 } from "./cluster_client.ts";
+import { arithmeticCommand, storeCommand, touchCommand } from "./memcached_commands.ts";
 import { resolveAddress } from "./resolve.ts";
 
 /** How to reach the cluster; every tuning knob defaults to the gateway's default. */
@@ -177,7 +179,7 @@ export class Client {
   /** The item with a new expiry, in one atomic step (memcached `gats`); undefined if missing. */
   async getAndTouch(key: string | Uint8Array, expireSeconds: number): Promise<Item | undefined> {
     const keyBytes = this.#open(key);
-    const expireAt = this.#expireAt(expireSeconds);
+    const expireAt = absoluteExpiry(checkExpireSeconds(expireSeconds), this.#nowSeconds());
     return itemOf(key, "gat", await this.#cluster.getAndTouch(keyBytes, expireAt));
   }
 
@@ -228,7 +230,7 @@ export class Client {
     cas: bigint,
     options: StoreOptions = {},
   ): Promise<CasOutcome> {
-    const outcome = await this.#store("set", key, value, options, checkCasUnique(cas));
+    const outcome = await this.#store("cas", key, value, options, checkCasUnique(cas));
     if (outcome === "not_stored") throw unexpected("cas", key, outcome);
     return outcome;
   }
@@ -264,7 +266,8 @@ export class Client {
   /** A new expiry for an existing item (memcached `touch`). */
   async touch(key: string | Uint8Array, expireSeconds: number): Promise<TouchOutcome> {
     const keyBytes = this.#open(key);
-    const result = await this.#cluster.touch(keyBytes, this.#expireAt(expireSeconds));
+    const exptime = checkExpireSeconds(expireSeconds);
+    const result = await touchCommand(this.#cluster, keyBytes, exptime, this.#nowSeconds());
     if (result.kind === "error") throw failed("touch", key, result.message);
     return result.kind;
   }
@@ -297,7 +300,7 @@ export class Client {
     await this.close();
   }
 
-  // ---- the mapping onto ClusterClient (as roles/text_protocol.ts does) ---------------------
+  // ---- checks, then the shared mapping onto ClusterClient ---------------------------------
 
   #checkOpen(): void {
     if (this.#closed) throw new ClientError("closed", "the client is closed");
@@ -306,10 +309,6 @@ export class Client {
   #open(key: string | Uint8Array): Uint8Array {
     this.#checkOpen();
     return checkKey(key);
-  }
-
-  #expireAt(expireSeconds: number): number {
-    return absoluteExpiry(checkExpireSeconds(expireSeconds), this.#nowSeconds());
   }
 
   async #storeOutcome(
@@ -324,25 +323,20 @@ export class Client {
   }
 
   async #store(
-    mode: StoreMode,
+    command: StoreMode | "cas",
     key: string | Uint8Array,
     value: string | Uint8Array,
     options: StoreOptions,
     casUnique?: bigint,
   ): Promise<Exclude<StoreResult["kind"], "error">> {
-    const keyBytes = this.#open(key);
-    const valueBytes = checkValue(key, value, this.#maxValueBytes);
-    const result = await this.#cluster.set({
-      key: keyBytes,
-      value: valueBytes,
+    const item = {
+      key: this.#open(key),
+      value: checkValue(key, value, this.#maxValueBytes),
       flags: checkFlags(options.flags ?? 0),
-      expireAt: this.#expireAt(options.expireSeconds ?? 0),
-      mode,
-      casUnique,
-    });
-    if (result.kind === "error") {
-      throw failed(casUnique === undefined ? mode : "cas", key, result.message);
-    }
+      exptime: checkExpireSeconds(options.expireSeconds ?? 0),
+    };
+    const result = await storeCommand(this.#cluster, command, item, this.#nowSeconds(), casUnique);
+    if (result.kind === "error") throw failed(command, key, result.message);
     return result.kind;
   }
 
@@ -352,11 +346,7 @@ export class Client {
     delta: bigint | number,
   ): Promise<bigint | undefined> {
     const keyBytes = this.#open(key);
-    const result = await this.#cluster.arithmetic({
-      key: keyBytes,
-      delta: checkDelta(delta),
-      decrement: command === "decr",
-    });
+    const result = await arithmeticCommand(this.#cluster, command, keyBytes, checkDelta(delta));
     switch (result.kind) {
       case "value":
         return result.value;

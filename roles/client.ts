@@ -88,7 +88,9 @@ export interface StoreOptions {
 export type StoreOutcome = "stored" | "not_stored";
 /** cas: `exists` when the item changed since its unique was read, `not_found` when it is gone. */
 export type CasOutcome = "stored" | "exists" | "not_found";
+/** delete: `not_found` when the key was missing (or expired). */
 export type DeleteOutcome = "deleted" | "not_found";
+/** touch: `not_found` when the key was missing (or expired). */
 export type TouchOutcome = "touched" | "not_found";
 
 const DEFAULT_RING_TIMEOUT_MS = 10_000;

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { isAddressError, type NodeAddress, parseAddress } from "../core/address.ts";
+import { formatAddress, isAddressError, type NodeAddress, parseAddress } from "../core/address.ts";
 import { ClientError } from "../core/client_error.ts";
 import {
   bytesOf,
@@ -150,7 +150,7 @@ export class Client {
     clearTimeout(timer);
     if (outcome === "timeout") {
       await cluster.close();
-      const names = options.managers.map((m) => typeof m === "string" ? m : `${m.host}:${m.port}`);
+      const names = options.managers.map((m) => typeof m === "string" ? m : formatAddress(m));
       throw new ClientError(
         "cluster",
         `no rings from manager ${names.join(", ")} within ${ringTimeoutMs} ms ` +

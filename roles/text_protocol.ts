@@ -31,6 +31,7 @@ import type { ConnectionRegistry } from "./gateway_connections.ts";
 import { GatewayStats, statLines } from "./gateway_stats.ts";
 import { answerStats, type StatEntries, type StatsAnswer } from "./stats_groups.ts";
 import { executeMeta } from "./meta_protocol.ts";
+import { arithmeticCommand, storeCommand, touchCommand } from "./memcached_commands.ts";
 
 export interface TextProtocolSettings {
   maxItemBytes: number;
@@ -79,7 +80,7 @@ function execute(
     case "prepend":
       return store(client, settings, request, request.command, undefined);
     case "cas":
-      return store(client, settings, request, "set", request.casUnique);
+      return store(client, settings, request, "cas", request.casUnique);
     case "incr":
     case "decr":
       return arithmetic(
@@ -158,20 +159,19 @@ async function store(
   client: ClusterClient,
   settings: ExecuteSettings,
   request: { key: Uint8Array; flags: number; exptime: number; value: Uint8Array; noreply: boolean },
-  mode: StoreMode,
+  command: StoreMode | "cas",
   casUnique: bigint | undefined,
 ): Promise<Reply> {
   settings.stats.cmdSet++;
   settings.stats.countDetail(request.key, "set");
-  const result = await client.set({
-    key: request.key,
-    value: request.value,
-    flags: request.flags,
-    expireAt: absoluteExpiry(request.exptime, settings.nowSeconds()),
-    mode,
+  const result = await storeCommand(
+    client,
+    command,
+    request,
+    settings.nowSeconds(),
     casUnique,
-    async: request.noreply && mode === "set" && casUnique === undefined,
-  });
+    request.noreply,
+  );
   if (casUnique !== undefined) settings.stats.countCas(result.kind);
   if (request.noreply) return null;
   switch (result.kind) {
@@ -196,7 +196,7 @@ async function arithmetic(
   command: "incr" | "decr",
   noreply: boolean,
 ): Promise<Reply> {
-  const result = await client.arithmetic({ key, delta, decrement: command === "decr" });
+  const result = await arithmeticCommand(client, command, key, delta);
   stats.countArithmetic(command, result.kind);
   if (noreply) return null;
   switch (result.kind) {
@@ -220,7 +220,7 @@ async function touch(
   exptime: number,
   noreply: boolean,
 ): Promise<Reply> {
-  const result = await client.touch(key, absoluteExpiry(exptime, settings.nowSeconds()));
+  const result = await touchCommand(client, key, exptime, settings.nowSeconds());
   settings.stats.countTouch(result.kind);
   if (noreply) return null;
   switch (result.kind) {

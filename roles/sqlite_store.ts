@@ -55,6 +55,11 @@ export interface SqliteStoreOptions {
   readonly onCommitError?: (error: Error) => void;
   /** Runs just before each group COMMIT; throwing fails that commit (tests inject disk-full). */
   readonly beforeCommit?: () => void;
+  /**
+   * Open only an existing kumo store: a missing file, a file that is not SQLite or a SQLite file
+   * without kumo's schema is refused (kumomergedb's inputs), where by default it is created.
+   */
+  readonly mustExist?: boolean;
 }
 
 /**
@@ -205,6 +210,18 @@ function checkFileOpenable(path: string): void {
   } catch (error) {
     throw new Error(`Cannot open store "${path}": ${errorMessage(error)}`, { cause: error });
   }
+}
+
+/** For {@link SqliteStoreOptions.mustExist}: the OS's reason when there is no such file. */
+function checkFileExists(path: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : errorMessage(error);
+    throw new Error(`Cannot open store "${path}": ${why}`, { cause: error });
+  }
+  if (!info.isFile) throw new Error(`Cannot open store "${path}": not a file`);
 }
 
 function parentDirectory(path: string): string {
@@ -447,10 +464,13 @@ export class SqliteStore implements Store {
    * is just a SQLite file here. Throws an Error naming the path and the reason.
    */
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
-    if (path !== ":memory:") checkFileOpenable(path);
+    if (options.mustExist) checkFileExists(path);
+    else if (path !== ":memory:") checkFileOpenable(path);
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(path);
+      // Before #configure, which would switch a foreign SQLite file to WAL mode.
+      if (options.mustExist) SqliteStore.#assertKumoSchema(db);
       SqliteStore.#configure(db, options);
       SqliteStore.#createOrUpgradeSchema(db);
       return new SqliteStore(path, db, options);
@@ -484,6 +504,22 @@ export class SqliteStore implements Store {
       PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES};
       PRAGMA temp_store = MEMORY;
     `);
+  }
+
+  /** A kumo store has a schema version (whether this kumo reads it is checked afterwards). */
+  static #assertKumoSchema(db: DatabaseSync): void {
+    let stored: unknown;
+    try {
+      const hasMeta = db.prepare(
+        "SELECT 1 AS found FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+      ).get() !== undefined;
+      stored = hasMeta
+        ? db.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get()
+        : undefined;
+    } catch (error) {
+      throw new Error(`not a kumo store (${errorMessage(error)})`, { cause: error });
+    }
+    if (stored === undefined) throw new Error("not a kumo store (it has no schema version)");
   }
 
   /** Creates the tables in a new file, upgrades a version-1 file, refuses any other version. */

@@ -118,7 +118,10 @@ const CASES: { key: string; dst: StoredRecord; src: StoredRecord; want: string }
   },
 ];
 
-const ONLY_IN_SRC = [record("only-src", version(1), "fresh", 9), record("only-src-del", version(2), null)];
+const ONLY_IN_SRC = [
+  record("only-src", version(1), "fresh", 9),
+  record("only-src-del", version(2), null),
+];
 const ONLY_IN_DST = [record("only-dst", version(3), "mine")];
 
 function checkMerged(dst: Store): void {
@@ -183,7 +186,10 @@ Deno.test("kumomergedb prints the original's lines with cumulative counts, sourc
       record("k2", version(5), null),
       record("k3", version(1), "only-in-b1", 3),
     ]);
-    await writeStore(`${dir}/b2`, [record("k1", version(2), "new", 4), record("k2", version(4), "x")]);
+    await writeStore(`${dir}/b2`, [
+      record("k1", version(2), "new", 4),
+      record("k2", version(4), "x"),
+    ]);
     for (const order of [["b1", "b2"], ["b2", "b1"]]) {
       const dst = `${dir}/merged-${order.join("")}.db`;
       const { io, tool } = capture();
@@ -195,7 +201,9 @@ Deno.test("kumomergedb prints the original's lines with cumulative counts, sourc
       assert.equal(
         io.stdout,
         `merging ${dir}/${order[0]}...  merged ${firstMerged} records of ${first} records\n` +
-          `merging ${dir}/${order[1]}...  merged ${firstMerged + secondMerged} records of 5 records\n` +
+          `merging ${dir}/${order[1]}...  merged ${
+            firstMerged + secondMerged
+          } records of 5 records\n` +
           `closing ${dst}...\ndone.\n`,
       );
       assert.equal(io.stderr, "", "no progress bar on a pipe");
@@ -214,8 +222,14 @@ Deno.test("kumomergedb prints the original's lines with cumulative counts, sourc
 
 Deno.test("kumomergedb: one source is enough; an existing dst takes part in the merge", async () => {
   await withTempDir(async (dir) => {
-    await writeStore(`${dir}/src`, [record("a", version(2), "src"), record("b", version(1), "src")]);
-    await writeStore(`${dir}/dst`, [record("a", version(1), "dst"), record("b", version(2), "dst")]);
+    await writeStore(`${dir}/src`, [
+      record("a", version(2), "src"),
+      record("b", version(1), "src"),
+    ]);
+    await writeStore(`${dir}/dst`, [
+      record("a", version(1), "dst"),
+      record("b", version(2), "dst"),
+    ]);
     const { io, tool } = capture();
     assert.equal(await kumomergedb([`${dir}/dst`, `${dir}/src`], tool), 0, io.stderr);
     assert.match(io.stdout, /merged 1 records of 2 records\n/);
@@ -255,7 +269,10 @@ Deno.test("kumomergedb refuses bad inputs with one clear line and exit 1, writin
     future.close();
     await Deno.symlink(`${dir}/good`, `${dir}/link-to-good`);
     const cases: [string[], RegExp][] = [
-      [[`${dir}/out`, `${dir}/missing`], /^kumomergedb: Cannot open store ".*\/missing": no such file\n$/],
+      [
+        [`${dir}/out`, `${dir}/missing`],
+        /^kumomergedb: Cannot open store ".*\/missing": no such file\n$/,
+      ],
       [[`${dir}/out`, dir], /^kumomergedb: Cannot open store ".*": not a file\n$/],
       [
         [`${dir}/out`, `${dir}/good`, `${dir}/junk`],
@@ -270,8 +287,14 @@ Deno.test("kumomergedb refuses bad inputs with one clear line and exit 1, writin
         /^kumomergedb: Cannot open store ".*\/future": it has schema version 99; this kumo reads versions 1 \(upgraded when opened\) and 2\n$/,
       ],
       [[`${dir}/good`, `${dir}/good`], /^kumomergedb: <dst> ".*\/good" is also a <src> /],
-      [[`${dir}/link-to-good`, `${dir}/good`], /^kumomergedb: <dst> ".*link-to-good" is also a <src> /],
-      [[`${dir}/junk`, `${dir}/good`], /^kumomergedb: Cannot open store ".*\/junk": not a kumo store/],
+      [
+        [`${dir}/link-to-good`, `${dir}/good`],
+        /^kumomergedb: <dst> ".*link-to-good" is also a <src> /,
+      ],
+      [
+        [`${dir}/junk`, `${dir}/good`],
+        /^kumomergedb: Cannot open store ".*\/junk": not a kumo store/,
+      ],
       [[`${dir}/out`], /^kumomergedb: missing <src>\n\nUsage: kumomergedb <dst> <src>\.\.\./],
       [[], /^kumomergedb: missing <dst> and <src>\n\nUsage:/],
       [[`${dir}/out`, `${dir}/good`, "--fast"], /^kumomergedb: unknown option --fast\n\nUsage:/],
@@ -282,7 +305,11 @@ Deno.test("kumomergedb refuses bad inputs with one clear line and exit 1, writin
       assert.equal(code, 1, `${args.join(" ")}: ${io.stdout}`);
       assert.match(io.stderr, expected);
       assert.equal(io.stdout, "");
-      assert.equal(await Deno.stat(`${dir}/out`).catch(() => null), null, `${args.join(" ")} wrote dst`);
+      assert.equal(
+        await Deno.stat(`${dir}/out`).catch(() => null),
+        null,
+        `${args.join(" ")} wrote dst`,
+      );
     }
     // The refused inputs are unchanged: a foreign SQLite file was not given kumo's tables.
     const check = new DatabaseSync(`${dir}/foreign.sqlite`, { readOnly: true });

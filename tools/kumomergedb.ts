@@ -13,7 +13,7 @@
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { mergeStore } from "../core/store_merge.ts";
 import { SqliteStore } from "../roles/sqlite_store.ts";
-import { ProgressLine, progressBar } from "./progress_line.ts";
+import { progressBar, ProgressLine } from "./progress_line.ts";
 import { messageOf, processIo, runTool, ToolError, type ToolIo } from "./tool_io.ts";
 
 const USAGE = `Usage: kumomergedb <dst> <src>...
@@ -82,7 +82,9 @@ export function main(args: string[], io: ToolIo = processIo): Promise<number> {
     const dstIdentity = fileIdentity(dstPath);
     for (const srcPath of srcPaths) {
       if (srcPath === dstPath || (dstIdentity && fileIdentity(srcPath) === dstIdentity)) {
-        throw new ToolError(`<dst> "${dstPath}" is also a <src> ("${srcPath}"); merge into a new file`);
+        throw new ToolError(
+          `<dst> "${dstPath}" is also a <src> ("${srcPath}"); merge into a new file`,
+        );
       }
     }
     // Every source is checked before anything is written, so a typo leaves no half-made dst.

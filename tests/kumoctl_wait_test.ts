@@ -4,7 +4,7 @@
  * (attach a new server: kumoctl returns once the replace is over and the data has moved).
  */
 import assert from "node:assert/strict";
-import { formatAddress } from "../core/address.ts";
+import { compareAddresses, formatAddress } from "../core/address.ts";
 import { main as kumoctl } from "../tools/kumoctl.ts";
 import { ProgressLine } from "../tools/progress_line.ts";
 import { type ReplaceSnapshot, waitForReplace } from "../tools/replace_wait.ts";
@@ -66,7 +66,7 @@ Deno.test("--wait on a pipe prints one line per change and ends when the rings s
   assert.deepEqual(result, { finished: true });
   assert.equal(
     out,
-    "replace: waiting for the replace to start\n" +
+    "replace: pending (reads still use the old ring)\n" +
       "replace: copy phase: 0/3 servers done, 0 records moved\n" +
       "replace: copy phase: 2/3 servers done, 25 records moved\n" +
       "replace: delete phase: 1/3 servers done, 40 records moved\n",
@@ -81,7 +81,7 @@ Deno.test("--wait on a terminal redraws one line in place", async () => {
   const erase = "\x1b[K";
   assert.equal(
     out,
-    `\rreplace: waiting for the replace to start${erase}` +
+    `\rreplace: pending (reads still use the old ring)${erase}` +
       `\rreplace: copy phase: 0/3 servers done, 0 records moved${erase}` +
       `\rreplace: copy phase: 2/3 servers done, 25 records moved${erase}` +
       `\rreplace: delete phase: 1/3 servers done, 40 records moved${erase}\n`,
@@ -191,4 +191,26 @@ Deno.test("kumoctl attach --wait returns after the replace, showing progress; th
   } finally {
     client.close();
   }
+});
+
+Deno.test("kumoctl attach --wait via the manager that lets its partner drive the replace", async () => {
+  await using cluster = await TestCluster.start({ managers: 2 });
+  cluster.startServer();
+  await cluster.waitForNewcomers(4);
+  // Of a pair, the manager with the lower address drives replaces; ask the other one.
+  const [first, second] = cluster.managers.map((m) => m.address);
+  const follower = formatAddress(compareAddresses(first, second) < 0 ? second : first);
+  const { io, tool } = capture();
+  assert.equal(
+    await kumoctl([follower, "attach", "--wait", "--timeout", "60"], tool),
+    0,
+    io.stderr,
+  );
+  assert.match(io.stdout, /^nil\n(replace: .*\n)*replace finished\n$/);
+  // It returns once reads use the new ring (the partner's copy phase is over); the partner's
+  // delete phase may still be finishing.
+  assert.ok(
+    cluster.managers.every((m) => m.readHashSpace.timestamp === m.writeHashSpace.timestamp),
+  );
+  await cluster.waitForReplaceFinished();
 });

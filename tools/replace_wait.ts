@@ -52,9 +52,14 @@ export function parseReplaceProgress(raw: unknown): ReplaceProgress | undefined 
   };
 }
 
+/**
+ * One line for a snapshot. "pending": the rings differ and this manager runs no replace — it is
+ * about to start, restarting after a failure, or run by the partner manager (which drives the
+ * replaces of a pair and tells this one the new read ring once its copy phase is over).
+ */
 export function describeSnapshot(snapshot: ReplaceSnapshot): string {
   const progress = snapshot.progress;
-  if (!progress) return "replace: waiting for the replace to start";
+  if (!progress) return "replace: pending (reads still use the old ring)";
   return `replace: ${progress.phase} phase: ${progress.serversDone}/${progress.serversTotal}` +
     ` servers done, ${progress.recordsMoved} records moved`;
 }

@@ -12,6 +12,7 @@ import { mergeStore } from "../core/store_merge.ts";
 import { SqliteStore } from "../roles/sqlite_store.ts";
 import { main as kumomergedb } from "../tools/kumomergedb.ts";
 import type { ToolIo } from "../tools/tool_io.ts";
+import { CONFIG, productLines, runCommand, runDeno } from "./helpers/processes.ts";
 
 const text = new TextEncoder();
 const decoder = new TextDecoder();
@@ -327,5 +328,30 @@ Deno.test("kumomergedb refuses bad inputs with one clear line and exit 1, writin
     const { io, tool } = capture();
     assert.equal(await kumomergedb(["--help"], tool), 0);
     assert.match(io.stdout, /^Usage: kumomergedb <dst> <src>\.\.\./);
+  });
+});
+
+Deno.test("deno task kumomergedb runs under its narrow permission set (read, write)", async () => {
+  await withTempDir(async (dir) => {
+    await writeStore(`${dir}/src`, [record("t1", version(1), "v"), record("t2", version(2), null)]);
+    const ok = await runCommand(Deno.execPath(), [
+      "task",
+      "--config",
+      CONFIG,
+      "kumomergedb",
+      "--",
+      `${dir}/dst`,
+      `${dir}/src`,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(
+      ok.stdout,
+      `merging ${dir}/src...  merged 2 records of 2 records\nclosing ${dir}/dst...\ndone.\n`,
+    );
+    const bad = await runDeno("mergedb", "tools/kumomergedb.ts", [`${dir}/dst2`, `${dir}/nope`]);
+    assert.equal(bad.code, 1);
+    assert.deepEqual(productLines(bad.stderr), [
+      `kumomergedb: Cannot open store "${dir}/nope": no such file`,
+    ]);
   });
 });

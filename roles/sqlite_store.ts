@@ -212,6 +212,11 @@ function checkFileOpenable(path: string): void {
   }
 }
 
+function unreadableVersionMessage(version: number): string {
+  return `it has schema version ${version}; this kumo reads versions 1 (upgraded when opened)` +
+    ` and ${SCHEMA_VERSION}`;
+}
+
 /** For {@link SqliteStoreOptions.mustExist}: the OS's reason when there is no such file. */
 function checkFileExists(path: string): void {
   let info: Deno.FileInfo;
@@ -520,6 +525,11 @@ export class SqliteStore implements Store {
       throw new Error(`not a kumo store (${errorMessage(error)})`, { cause: error });
     }
     if (stored === undefined) throw new Error("not a kumo store (it has no schema version)");
+    // Refused here too, so that a store this kumo cannot read is not switched to WAL mode first.
+    const version = Number((stored as { value: unknown }).value);
+    if (version !== 1 && version !== SCHEMA_VERSION) {
+      throw new Error(unreadableVersionMessage(version));
+    }
   }
 
   /** Creates the tables in a new file, upgrades a version-1 file, refuses any other version. */
@@ -540,10 +550,7 @@ export class SqliteStore implements Store {
       } else if (version === 1) {
         db.exec(UPGRADE_FROM_V1);
       } else if (version !== SCHEMA_VERSION) {
-        throw new Error(
-          `it has schema version ${version}; this kumo reads versions 1 (upgraded when opened)` +
-            ` and ${SCHEMA_VERSION}`,
-        );
+        throw new Error(unreadableVersionMessage(version));
       }
       db.exec("COMMIT");
     } catch (error) {

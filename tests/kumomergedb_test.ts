@@ -317,7 +317,16 @@ Deno.test("kumomergedb refuses bad inputs with one clear line and exit 1, writin
         `${args.join(" ")} wrote dst`,
       );
     }
-    // The refused inputs are unchanged: a foreign SQLite file was not given kumo's tables.
+    // The refused inputs are unchanged: a foreign SQLite file was not given kumo's tables, and
+    // neither it nor the newer store was switched to WAL mode.
+    for (const name of ["foreign.sqlite", "future"]) {
+      const file = new DatabaseSync(`${dir}/${name}`, { readOnly: true });
+      try {
+        assert.equal(file.prepare("PRAGMA journal_mode").get()?.journal_mode, "delete", name);
+      } finally {
+        file.close();
+      }
+    }
     const check = new DatabaseSync(`${dir}/foreign.sqlite`, { readOnly: true });
     try {
       const tables = check.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all();

@@ -20,7 +20,8 @@ const USAGE = `Usage: kumomergedb <dst> <src>...
 Merges kumo-server stores (e.g. the files "kumoctl backup" writes) into <dst>:
 the newest version of each key wins, deletes included. <dst> is created if missing;
 an existing <dst> must be a kumo store, and its records take part in the merge.
-The sources are only read. Start a server on <dst> (-s <dst>) and attach it to restore.
+The sources are only read (a store of kumo's first layout is upgraded in place,
+as a server would). Start a server on <dst> (-s <dst>) and attach it to restore.
    -h, --help                 show this help
 `;
 

@@ -183,6 +183,27 @@ Deno.test("kumoctl attach --wait returns after the replace, showing progress; th
     assert.ok(!stdout.slice(4, -"\nreplace finished\n".length).includes("\n"), "one line");
     assert.equal(cluster.manager.replaceStatus.phase, "idle");
 
+    // A wait too short for any replace: the first look (taken with the command) already shows
+    // the copy phase, and kumoctl gives up saying so.
+    cluster.startServer();
+    await cluster.waitForNewcomers(5);
+    const impatient = capture();
+    assert.equal(
+      await kumoctl([manager, "attach", "--wait", "--timeout=0.001"], impatient.tool),
+      1,
+    );
+    assert.ok(
+      impatient.io.stdout.startsWith(
+        "nil\nreplace: copy phase: 0/5 servers done, 0 records moved\n",
+      ),
+      impatient.io.stdout,
+    );
+    assert.match(
+      impatient.io.stderr,
+      /^kumoctl: gave up waiting after 0\.001 s \(--timeout\); last seen: replace: (copy|delete) phase: \d\/5 servers done, \d+ records moved\n$/,
+    );
+    await cluster.waitForReplaceFinished();
+
     const reply = await client.request(`get ${keys.join(" ")}\r\n`, ["END\r\n"]);
     assert.equal(
       reply,

@@ -230,7 +230,7 @@ async function runAndWait(
       look(),
     ]);
     io.stdout(command.print(result));
-    const line = new ProgressLine(io.stdout, io.isTerminal?.("stdout") ?? false);
+    const line = new ProgressLine((text) => io.stdout(text), io.isTerminal?.("stdout") ?? false);
     const outcome = await waitForReplace(look, line, { timeoutMs }, first);
     if (!outcome.finished) {
       throw new ToolError(

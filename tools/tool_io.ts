@@ -10,6 +10,8 @@ import { errorText } from "../roles/error_text.ts";
 export interface ToolIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Whether the stream is a terminal (progress is drawn in place there); absent = no. */
+  isTerminal?(stream: "stdout" | "stderr"): boolean;
 }
 
 function writeAll(file: { writeSync(bytes: Uint8Array): number }, text: string): void {
@@ -20,6 +22,7 @@ function writeAll(file: { writeSync(bytes: Uint8Array): number }, text: string):
 export const processIo: ToolIo = {
   stdout: (text) => writeAll(Deno.stdout, text),
   stderr: (text) => writeAll(Deno.stderr, text),
+  isTerminal: (stream) => (stream === "stdout" ? Deno.stdout : Deno.stderr).isTerminal(),
 };
 
 /** A failure the tool reports as one line on stderr, exit code 1. */

@@ -102,6 +102,7 @@ function execute(
           stats,
           connections: settings.connections,
           settings: settings.gatewaySettings,
+          hotKeys: client.hotKeys,
         }),
       );
     case "version":

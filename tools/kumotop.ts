@@ -339,7 +339,12 @@ async function runScreen(
     quitNow();
     wake();
   };
-  const refresh = () => wake();
+  // A key pressed while a refresh is under way makes the next one start at once.
+  let refreshAsked = false;
+  const refresh = () => {
+    refreshAsked = true;
+    wake();
+  };
   const signals: [Deno.Signal, () => void][] = [
     ["SIGINT", stop],
     ["SIGTERM", stop],
@@ -371,13 +376,17 @@ async function runScreen(
       io.stdout("\x1b[H" + lines.map((line) => line + "\x1b[K").join("\r\n") + "\x1b[J");
       remember(previous, sampled.samples);
       if (options.iterations !== undefined && refreshes >= options.iterations) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, options.intervalMs);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      if (!refreshAsked && !quit) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, options.intervalMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      refreshAsked = false;
+      wake = () => {};
     }
   } finally {
     for (const [signal, handler] of signals) {

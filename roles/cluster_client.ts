@@ -6,6 +6,7 @@
 import { formatAddress, type NodeAddress } from "../core/address.ts";
 import { decodeDbValue, encodeDbKey, encodeDbValue } from "../core/db_record.ts";
 import { hash64 } from "../core/hash.ts";
+import { HotKeySampler, type HotKeySamplerOptions } from "../core/hot_key_sampler.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { silenceLimitMs } from "../core/liveness.ts";
 import {
@@ -42,6 +43,8 @@ export interface ClusterClientSettings {
   keepaliveIntervalMs?: number;
   keyPrefix?: Uint8Array;
   asyncDelete?: boolean;
+  /** Sampling of the hottest keys (`stats hotkeys`). */
+  hotKeys?: HotKeySamplerOptions;
   logger?: Logger;
 }
 
@@ -140,7 +143,10 @@ export class ClusterClient {
   writeHashSpace: HashSpace = HashSpace.empty();
   readHashSpace: HashSpace = HashSpace.empty();
 
-  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger">>;
+  /** The most requested keys, sampled from every operation (`stats hotkeys`). */
+  readonly hotKeys: HotKeySampler;
+
+  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger" | "hotKeys">>;
   #log: Logger;
   #managers: RpcSession[];
   #servers = new Map<string, RpcSession>();
@@ -158,6 +164,7 @@ export class ClusterClient {
 
   constructor(settings: ClusterClientSettings) {
     this.#log = settings.logger ?? silentLogger();
+    this.hotKeys = new HotKeySampler(settings.hotKeys);
     this.#settings = {
       getRetry: settings.getRetry ?? 5,
       setRetry: settings.setRetry ?? 20,
@@ -306,6 +313,7 @@ export class ClusterClient {
   // ---- operations ------------------------------------------------------------------------
 
   async get(key: Uint8Array): Promise<GetResult> {
+    this.hotKeys.observe(key);
     const dbKey = this.#dbKey(key);
     const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
     const attempts = READ_ATTEMPTS_PER_ROUND * this.#settings.getRetry;
@@ -345,6 +353,7 @@ export class ClusterClient {
   }
 
   async set(request: StoreRequest): Promise<StoreResult> {
+    this.hotKeys.observe(request.key);
     const mode = request.mode ?? "set";
     if (mode !== "set") {
       const reply = await this.#mutate(request.key, STORE_MODE_OPERATION[mode], request, {
@@ -407,6 +416,7 @@ export class ClusterClient {
     key: Uint8Array,
     options: { async?: boolean; casUnique?: bigint } = {},
   ): Promise<DeleteResult> {
+    this.hotKeys.observe(key);
     if (options.casUnique !== undefined) {
       const reply = await this.#mutate(key, MutateOperation.Delete, undefined, {
         cas: options.casUnique,
@@ -431,6 +441,7 @@ export class ClusterClient {
 
   /** incr/decr at the key's coordinator (atomic there). */
   async arithmetic(request: ArithmeticRequest): Promise<ArithmeticResult> {
+    this.hotKeys.observe(request.key);
     const initial = request.initial && encodeDbValue({
       clockTime: 0n,
       flags: request.initial.flags,
@@ -477,6 +488,7 @@ export class ClusterClient {
     expireAt: number,
     options: { async?: boolean } = {},
   ): Promise<TouchResult> {
+    this.hotKeys.observe(key);
     const reply = await this.#mutate(key, MutateOperation.Touch, undefined, {
       expireAt,
       async: options.async,
@@ -489,6 +501,7 @@ export class ClusterClient {
 
   /** memcached gat: the item with its expiry updated, in one atomic step. */
   async getAndTouch(key: Uint8Array, expireAt: number): Promise<GetResult> {
+    this.hotKeys.observe(key);
     const reply = await this.#mutate(key, MutateOperation.GetAndTouch, undefined, { expireAt });
     if (reply.kind === "error") return reply;
     const record = reply.record;

@@ -99,6 +99,7 @@ export class Gateway {
         stats: gateway.stats,
         connections: gateway.connections,
         settings: gatewaySettings,
+        hotKeys: client.hotKeys,
       },
     };
     const limits: ConnectionLimits = {

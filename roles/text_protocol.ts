@@ -103,6 +103,7 @@ function execute(
           stats,
           connections: settings.connections,
           settings: settings.gatewaySettings,
+          hotKeys: client.hotKeys,
         }),
       );
     case "version":

@@ -366,6 +366,7 @@ Deno.test("binary port: storage, retrieval, cas, counters, touch and flush", asy
     assert.equal((await group("settings")).get("item_size_max"), "1048576");
     assert.equal((await group("settings")).get("verbosity"), "1");
     assert.ok([...(await group("conns")).keys()].some((name) => name.endsWith(":listen_addr")));
+    assert.equal((await group("hotkeys")).get("hotkeys_sample_interval"), "64");
     assert.deepStrictEqual([...await group("reset")], []);
     assert.deepStrictEqual([...await group("detail on")], []);
     await client.request(set("sg:k", "v"));

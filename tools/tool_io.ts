@@ -48,22 +48,31 @@ export async function targetAddress(
   }
 }
 
+/** Shorter limits for a tool that must not hang on one slow peer (kumotop). */
+export interface CallTimeouts {
+  readonly connectTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
+}
+
 /** Connects, makes one call per entry of `calls`, closes; errors become ToolErrors. */
 export async function callOnce(
   address: NodeAddress,
   calls: { method: number; params: unknown[] }[],
+  timeouts: CallTimeouts = {},
 ): Promise<unknown[]> {
   const where = formatAddress(address);
+  const connectTimeoutMs = timeouts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+  const callTimeoutMs = timeouts.callTimeoutMs ?? CALL_TIMEOUT_MS;
   let connection;
   try {
-    connection = await connectRpc(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
+    connection = await connectRpc(address, { connectTimeoutMs });
   } catch (error) {
     throw new ToolError(`cannot connect to ${where}: ${messageOf(error)}`);
   }
   try {
     const results = [];
     for (const { method, params } of calls) {
-      results.push(await connection.call(method, params, CALL_TIMEOUT_MS));
+      results.push(await connection.call(method, params, callTimeoutMs));
     }
     return results;
   } catch (error) {

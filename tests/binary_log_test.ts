@@ -44,7 +44,10 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** Decodes `bytes` fed in the given chunk sizes (cycled), then finishes. */
-function decodeInChunks(bytes: Uint8Array, sizes: number[] = [bytes.length || 1]): BinaryLogEvent[] {
+function decodeInChunks(
+  bytes: Uint8Array,
+  sizes: number[] = [bytes.length || 1],
+): BinaryLogEvent[] {
   const decoder = new BinaryLogDecoder();
   const events: BinaryLogEvent[] = [];
   for (let offset = 0, turn = 0; offset < bytes.length; turn++) {

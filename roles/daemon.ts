@@ -69,11 +69,7 @@ export async function runDaemon<Config extends DaemonConfig>(
   }
   const config = parsed.values;
   if (config.daemonPidPath !== undefined && !child) {
-    return await detach(
-      argv,
-      configPaths(config),
-      (line) => printLine(Deno.stderr, `${name}: ${line}`),
-    );
+    return await detach(name, argv, configPaths(config), (line) => printLine(Deno.stderr, line));
   }
   let logger: Logger;
   try {

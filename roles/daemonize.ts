@@ -124,16 +124,18 @@ export function childCommand(
 
 /**
  * The parent's side: starts the child and waits for its ready line. Returns the exit code and
- * writes the child's error (or why it could not start) with `report`.
+ * writes the child's error (already prefixed with the program name) or why it could not start
+ * (prefixed here) with `report`.
  */
 export async function detach(
+  name: string,
   argv: readonly string[],
   paths: readonly string[],
   report: (line: string) => void,
 ): Promise<number> {
   const command = childCommand(argv, paths);
   if ("error" in command) {
-    report(command.error);
+    report(`${name}: ${command.error}`);
     return 1;
   }
   let child: Deno.ChildProcess;
@@ -146,7 +148,7 @@ export async function detach(
       detached: true,
     }).spawn();
   } catch (error) {
-    report(`cannot start the background process: ${messageOf(error)}`);
+    report(`${name}: cannot start the background process: ${messageOf(error)}`);
     return 1;
   }
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -161,7 +163,9 @@ export async function detach(
       const next = await Promise.race([reader.read(), timedOut]);
       if (next === "timeout") {
         child.kill("SIGTERM");
-        report(`the background process did not start within ${DAEMON_START_TIMEOUT_MS} ms`);
+        report(
+          `${name}: the background process did not start within ${DAEMON_START_TIMEOUT_MS} ms`,
+        );
         return 1;
       }
       if (next.done) break;
@@ -173,7 +177,7 @@ export async function detach(
     }
     const status = await child.status;
     const reason = text.trim() ||
-      `the background process exited with code ${status.code} before it was ready ` +
+      `${name}: the background process exited with code ${status.code} before it was ready ` +
         `(run without -d to see why)`;
     report(reason);
     return 1;

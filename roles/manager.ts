@@ -230,8 +230,9 @@ export class Manager {
     } else {
       this.#refreshStaleSession(this.#servers.get(key)!.session);
     }
-    this.#log.info(`server connected ${key}`);
+    // The record first: whoever reads the text log line finds the record already written.
     this.#binaryLog?.write(serverMembershipEntry("connected", address));
+    this.#log.info(`server connected ${key}`);
     if (
       !this.writeHashSpace.isActive(address) &&
       !this.newServers.some((a) => sameAddress(a, address))
@@ -271,8 +272,8 @@ export class Manager {
         connection.close();
       }
     }
-    this.#log.warn(`lost node ${key}`);
     this.#binaryLog?.write(serverMembershipEntry("lost", address));
+    this.#log.warn(`lost node ${key}`);
     this.newServers = this.newServers.filter((a) => !sameAddress(a, address));
     this.#markFault(address);
     if (this.autoReplace) this.#scheduleAutoReplace();

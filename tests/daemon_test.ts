@@ -123,9 +123,9 @@ Deno.test("kumolog -f as a process prints a record appended later and exits 0 on
   await Deno.writeFile(path, record("nS"));
   const follower = RunningProcess.deno("kumolog", "kumolog", "tools/kumolog.ts", ["-f", path]);
   try {
-    await follower.waitForLine(/^nS\.3  new server/);
+    await follower.waitForLine(/^nS\.3 {2}new server/);
     await Deno.writeFile(path, record("lS"), { append: true });
-    await follower.waitForLine(/^lS\.3  lost server/);
+    await follower.waitForLine(/^lS\.3 {2}lost server/);
     follower.kill("SIGINT");
     const status = await follower.status;
     assert.equal(status.code, 0, follower.describe());
@@ -205,7 +205,7 @@ Deno.test("-d: the manager runs in the background, reopens its logs on SIGHUP, s
     assert.doesNotMatch(await Deno.readTextFile(`${files.log}.1`), /reopened/);
 
     Deno.kill(pid, "SIGTERM");
-    await eventually("the daemon to exit", async () => running(pid) ? undefined : true);
+    await eventually("the daemon to exit", () => Promise.resolve(running(pid) ? undefined : true));
     await assert.rejects(Deno.stat(files.pid), Deno.errors.NotFound, "pid file removed");
     assert.match(await Deno.readTextFile(files.log), /stopping\n.*stopped\n$/);
   } finally {
@@ -238,7 +238,7 @@ Deno.test("-d: a server stopped by SIGTERM leaves its store checkpointed (no WAL
     assert.ok((await Deno.stat(`${store}-wal`)).size > 0, "the WAL has frames while running");
 
     Deno.kill(pid, "SIGTERM");
-    await eventually("the server to exit", async () => running(pid) ? undefined : true);
+    await eventually("the server to exit", () => Promise.resolve(running(pid) ? undefined : true));
     await assert.rejects(Deno.stat(`${dir}/server.pid`), Deno.errors.NotFound);
     const wal = await Deno.stat(`${store}-wal`).catch(() => undefined);
     assert.ok(wal === undefined || wal.size === 0, `WAL left with ${wal?.size} bytes`);

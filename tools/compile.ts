@@ -13,13 +13,22 @@ const TARGETS: [name: string, permissionSet: string, file: string][] = [
   ["kumoctl", "tools", "tools/kumoctl.ts"],
   ["kumostat", "tools", "tools/kumostat.ts"],
   ["kumohash", "tools", "tools/kumohash.ts"],
+  ["kumolog", "kumolog", "tools/kumolog.ts"],
 ];
 
+/** The daemons' `-d` starts the binary itself again (roles/daemonize.ts): only that program. */
+const DAEMONS = new Set(["manager", "server", "gateway"]);
+
 async function compile(name: string, permissionSet: string, file: string): Promise<boolean> {
+  // Deno.execPath() of a compiled binary is its resolved path; moved elsewhere, -d says so.
+  const runItself = DAEMONS.has(permissionSet)
+    ? [`--allow-run=${Deno.realPathSync(`${ROOT}bin`)}/${name}`]
+    : [];
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "compile",
       `-P=${permissionSet}`,
+      ...runItself,
       "--config",
       `${ROOT}deno.json`,
       "-o",

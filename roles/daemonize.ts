@@ -2,7 +2,7 @@
  * `-d pidfile`: run the daemon in the background. Deno cannot fork, so the command starts this
  * same program again, detached (new session, stdin and stderr to /dev/null), with
  * {@link DAEMON_CHILD_MARKER} in front of the same arguments. The child starts the role,
- * writes its own pid to the pid file, then says so on its stdout pipe and closes it; the
+ * writes its own pid to the pid file, then says so on its stdout pipe; the
  * parent exits 0 on that line, or 1 with the child's one-line error if the child exits first
  * (or after {@link DAEMON_START_TIMEOUT_MS}). The child keeps the original working directory,
  * so relative paths (`-s`, `-o`, `-g`, the pid file) mean the same in both.
@@ -187,11 +187,14 @@ export async function detach(
   }
 }
 
-/** The child's side, once the role runs: the pid file, then the ready line; stdout is closed. */
+/**
+ * The child's side, once the role runs: the pid file, then the ready line. Stdout stays open
+ * (the logger writes nothing there): once the parent has exited, Deno drops writes to the
+ * broken pipe, whereas on a closed stdout a stray `console.log` would throw.
+ */
 export function announceReady(pidPath: string): void {
   Deno.writeTextFileSync(pidPath, `${Deno.pid}\n`);
   Deno.stdout.writeSync(new TextEncoder().encode(`${DAEMON_READY_LINE} ${Deno.pid}\n`));
-  Deno.stdout.close();
 }
 
 /** On a clean stop: removes the pid file this process wrote. */

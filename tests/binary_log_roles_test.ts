@@ -136,3 +136,27 @@ Deno.test("binary log records: nS/lS on the manager, ers/erd on the server, es/e
     await manager.close();
   }
 });
+
+Deno.test("binary log records: eP when a manager that is not the partner announces itself", async () => {
+  const firstLog = new Sink(), secondLog = new Sink();
+  const first = Manager.start({ listen: { host: LOCAL, port: 0 }, ...FAST, binaryLog: firstLog });
+  // The second names the first as its partner; the first names none.
+  const second = Manager.start({
+    listen: { host: LOCAL, port: 0 },
+    partner: first.address,
+    ...FAST,
+    binaryLog: secondLog,
+  });
+  try {
+    await waitFor(
+      "the first manager to hear from the second",
+      () => firstLog.names().includes("eP"),
+    );
+    assert.deepEqual(firstLog.names(), ["eP"]);
+    assert.equal(addressOf(firstLog.entries[0].fields.addr), formatAddress(second.address));
+    assert.deepEqual(secondLog.names(), [], "the second hears only from its partner, if at all");
+  } finally {
+    await second.close();
+    await first.close();
+  }
+});

@@ -5,7 +5,8 @@
  * writes its own pid to the pid file, then says so on its stdout pipe; the
  * parent exits 0 on that line, or 1 with the child's one-line error if the child exits first
  * (or after {@link DAEMON_START_TIMEOUT_MS}). The child keeps the original working directory,
- * so relative paths (`-s`, `-o`, `-g`, the pid file) mean the same in both.
+ * so relative paths (`-s`, `-o`, `-g`, the pid file) mean the same in both, and runs with the
+ * project's deno.json (import map) wherever that is.
  *
  * Permission to run: re-executing needs `--allow-run` for the program itself, which no static
  * permission set can name — `Deno.execPath()` is the resolved binary (here a path inside the
@@ -22,13 +23,10 @@
 export const DAEMON_CHILD_MARKER = "--kumo-daemon-child";
 /** The child's line on its stdout pipe once the pid file is written. */
 export const DAEMON_READY_LINE = "kumo-daemon-ready";
+/** The project's deno.json (import map, node_modules), whatever the working directory. */
+const CONFIG_PATH = new URL("../deno.json", import.meta.url);
 /** How long the parent waits for the child to start (a server opening a large store). */
 export const DAEMON_START_TIMEOUT_MS = 120_000;
-
-/** Paths a daemon touches, for the read/write grants of the child when they are not global. */
-export interface DaemonPaths {
-  readonly files: readonly string[];
-}
 
 const SYS_KINDS = [
   "hostname",
@@ -114,6 +112,7 @@ export function childCommand(
       "run",
       "-q",
       "--no-prompt",
+      ...(CONFIG_PATH.protocol === "file:" ? ["--config", CONFIG_PATH.pathname] : []),
       ...grantedPermissionFlags(paths),
       Deno.mainModule,
       DAEMON_CHILD_MARKER,

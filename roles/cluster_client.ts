@@ -4,6 +4,7 @@
  * meta, cloudy) turns its requests into these calls.
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
+import { type BinaryLogSink, gatewayFailedEntry } from "../core/binary_log_records.ts";
 import { decodeDbValue, encodeDbKey, encodeDbValue } from "../core/db_record.ts";
 import { hash64 } from "../core/hash.ts";
 import { HotKeySampler, type HotKeySamplerOptions } from "../core/hot_key_sampler.ts";
@@ -46,6 +47,8 @@ export interface ClusterClientSettings {
   /** Sampling of the hottest keys (`stats hotkeys`). */
   hotKeys?: HotKeySamplerOptions;
   logger?: Logger;
+  /** `-g`: gets, stores and deletes that finally failed (eg, es, ed) go here; absent = none. */
+  binaryLog?: BinaryLogSink;
 }
 
 export type GetResult =
@@ -146,8 +149,9 @@ export class ClusterClient {
   /** The most requested keys, sampled from every operation (`stats hotkeys`). */
   readonly hotKeys: HotKeySampler;
 
-  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger" | "hotKeys">>;
+  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger" | "hotKeys" | "binaryLog">>;
   #log: Logger;
+  readonly #binaryLog: BinaryLogSink | undefined;
   #managers: RpcSession[];
   #servers = new Map<string, RpcSession>();
   #errorCount = 0;
@@ -165,6 +169,7 @@ export class ClusterClient {
   constructor(settings: ClusterClientSettings) {
     this.#log = settings.logger ?? silentLogger();
     this.hotKeys = new HotKeySampler(settings.hotKeys);
+    this.#binaryLog = settings.binaryLog;
     this.#settings = {
       getRetry: settings.getRetry ?? 5,
       setRetry: settings.setRetry ?? 20,
@@ -349,7 +354,19 @@ export class ClusterClient {
         await this.#retryPause(attempt / READ_ATTEMPTS_PER_ROUND);
       }
     }
+    this.#binaryLog?.write(gatewayFailedEntry("get", key, lastError));
     return { kind: "error", message: lastError };
+  }
+
+  /** An operation finally failed: with -g, its record; the result is passed through. */
+  #failed<Result>(
+    operation: "set" | "delete",
+    key: Uint8Array,
+    result: Result & { kind: "error"; message: string },
+    value?: Uint8Array,
+  ): Result {
+    this.#binaryLog?.write(gatewayFailedEntry(operation, key, result.message, value));
+    return result;
   }
 
   async set(request: StoreRequest): Promise<StoreResult> {
@@ -360,7 +377,7 @@ export class ClusterClient {
         cas: request.casUnique,
         async: request.async,
       });
-      if (reply.kind === "error") return reply;
+      if (reply.kind === "error") return this.#failed("set", request.key, reply, request.value);
       switch (reply.status) {
         case MutateStatus.Ok:
           return { kind: "stored", cas: reply.clockTime };
@@ -400,7 +417,7 @@ export class ClusterClient {
       this.#settings.setRetry,
       repeatable,
     );
-    if (reply.kind === "error") return reply;
+    if (reply.kind === "error") return this.#failed("set", request.key, reply, request.value);
     if (typeof reply.value === "bigint") return { kind: "stored", cas: reply.value };
     if (reply.value === false) return { kind: "exists" };
     if (reply.value === 0) return { kind: "not_found" };
@@ -422,7 +439,7 @@ export class ClusterClient {
         cas: options.casUnique,
         async: options.async,
       });
-      if (reply.kind === "error") return reply;
+      if (reply.kind === "error") return this.#failed("delete", key, reply);
       if (reply.status === MutateStatus.Ok) return { kind: "deleted" };
       return reply.status === MutateStatus.Exists ? { kind: "exists" } : { kind: "not_found" };
     }
@@ -435,7 +452,7 @@ export class ClusterClient {
       this.#settings.deleteRetry,
       false,
     );
-    if (reply.kind === "error") return reply;
+    if (reply.kind === "error") return this.#failed("delete", key, reply);
     return reply.value === true ? { kind: "deleted" } : { kind: "not_found" };
   }
 

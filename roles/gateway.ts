@@ -5,6 +5,7 @@
  * (roles/cluster_client.ts).
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
+import { gatewayStartEntry } from "../core/binary_log_records.ts";
 import { parseGatewayOptions } from "../core/daemon_options.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
@@ -268,7 +269,7 @@ function listenAll(settings: GatewaySettings): Listeners {
 
 /** `kumo-gateway` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
-  return runDaemon("kumo-gateway", argv, parseGatewayOptions, async (config, logger) => {
+  return runDaemon("kumo-gateway", argv, parseGatewayOptions, async (config, logger, binaryLog) => {
     const managers = await Promise.all(
       [config.manager1, config.manager2].filter((m): m is NodeAddress => !!m).map(resolveAddress),
     );
@@ -291,7 +292,9 @@ export function main(argv: string[]): Promise<number> {
       keyPrefix: new TextEncoder().encode(config.keyPrefix),
       asyncDelete: config.asyncReplicateDelete,
       logger,
+      binaryLog,
     });
+    binaryLog?.write(gatewayStartEntry(managers));
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);
     }

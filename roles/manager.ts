@@ -21,6 +21,12 @@ import {
 } from "../core/address.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
+import {
+  type BinaryLogSink,
+  managerStartEntry,
+  serverMembershipEntry,
+  unknownPartnerEntry,
+} from "../core/binary_log_records.ts";
 import { parseManagerOptions } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { silenceLimitMs } from "../core/liveness.ts";
@@ -48,6 +54,8 @@ export interface ManagerSettings {
   connectRetryLimit?: number;
   rpcTimeoutMs?: number;
   logger?: Logger;
+  /** `-g`: membership records (nS, lS, eP) go here; absent = none. */
+  binaryLog?: BinaryLogSink;
   nowSeconds?: () => number;
 }
 
@@ -102,8 +110,11 @@ export class Manager {
   #autoGeneration = 0;
   /** Silent servers this manager has said it will not mark fault (no majority heard). */
   #quorumWarned = new Set<string>();
-  #settings: Required<Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace">>;
+  #settings: Required<
+    Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace" | "binaryLog">
+  >;
   #log: Logger;
+  readonly #binaryLog: BinaryLogSink | undefined;
   #changeListeners = new Set<() => void>();
   #closed = false;
 
@@ -111,6 +122,7 @@ export class Manager {
     this.#listener = listener;
     this.address = { host: settings.listen.host, port: listener.port };
     this.#log = settings.logger ?? silentLogger();
+    this.#binaryLog = settings.binaryLog;
     this.autoReplace = settings.autoReplace ?? false;
     this.#settings = {
       replaceDelayMs: settings.replaceDelayMs ?? 4000,
@@ -190,6 +202,9 @@ export class Manager {
 
   #onClusterInit(_connection: RpcConnection, address: NodeAddress, role: number): void {
     if (role === ClusterRole.Manager) {
+      if (!this.#partner || !sameAddress(this.#partner.address, address)) {
+        this.#binaryLog?.write(unknownPartnerEntry(address));
+      }
       this.#log.info(`partner connected ${formatAddress(address)}`);
       this.#syncPartner();
       return;
@@ -215,6 +230,8 @@ export class Manager {
     } else {
       this.#refreshStaleSession(this.#servers.get(key)!.session);
     }
+    // The record first: whoever reads the text log line finds the record already written.
+    this.#binaryLog?.write(serverMembershipEntry("connected", address));
     this.#log.info(`server connected ${key}`);
     if (
       !this.writeHashSpace.isActive(address) &&
@@ -255,6 +272,7 @@ export class Manager {
         connection.close();
       }
     }
+    this.#binaryLog?.write(serverMembershipEntry("lost", address));
     this.#log.warn(`lost node ${key}`);
     this.newServers = this.newServers.filter((a) => !sameAddress(a, address));
     this.#markFault(address);
@@ -749,7 +767,7 @@ export class Manager {
 
 /** `kumo-manager` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
-  return runDaemon("kumo-manager", argv, parseManagerOptions, async (config, logger) => {
+  return runDaemon("kumo-manager", argv, parseManagerOptions, async (config, logger, binaryLog) => {
     const listen = await resolveAddress(config.listen);
     const partner = config.partner && await resolveAddress(config.partner);
     const manager = Manager.start({
@@ -761,7 +779,9 @@ export function main(argv: string[]): Promise<number> {
       connectTimeoutMs: config.connectTimeoutMs,
       connectRetryLimit: config.connectRetryLimit,
       logger,
+      binaryLog,
     });
+    binaryLog?.write(managerStartEntry(manager.address, partner));
     logger.info(`manager started at ${formatAddress(manager.address)}`);
     return manager;
   });

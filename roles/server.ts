@@ -11,6 +11,11 @@ import {
   isClockTimeBefore,
   LamportClock,
 } from "../core/clock_time.ts";
+import {
+  type BinaryLogSink,
+  replicationFailedEntry,
+  serverStartEntry,
+} from "../core/binary_log_records.ts";
 import { type DbKey, decodeDbKey, decodeDbValue, encodeDbValue } from "../core/db_record.ts";
 import { isLive } from "../core/expiry.ts";
 import { decideMutation, type Item, type MutationOptions } from "../core/mutation.ts";
@@ -69,6 +74,8 @@ export interface ServerSettings {
   garbageMaxTimeSeconds?: number;
   garbageMemoryLimitBytes?: number;
   logger?: Logger;
+  /** `-g`: replications that finally failed (ers, erd) go here; absent = none. */
+  binaryLog?: BinaryLogSink;
   /** Injected wall clock (unix seconds) so tests can drive time. */
   nowSeconds?: () => number;
   /**
@@ -129,6 +136,7 @@ export class Server {
     >
   >;
   #log: Logger;
+  readonly #binaryLog: BinaryLogSink | undefined;
   #startedAtSeconds: number;
   #ringListeners = new Set<() => void>();
   #closed = false;
@@ -149,6 +157,7 @@ export class Server {
     this.streamPort = streamListener.port;
     this.#storePath = settings.storePath;
     this.#log = settings.logger ?? silentLogger();
+    this.#binaryLog = settings.binaryLog;
     this.#settings = {
       keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
       connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
@@ -517,6 +526,16 @@ export class Server {
     targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
     writeId?: bigint,
   ): Promise<boolean> {
+    // Only with -g: the record of a replication that finally failed.
+    const binaryLog = this.#binaryLog;
+    const failed = binaryLog && ((to: NodeAddress) =>
+      binaryLog.write(replicationFailedEntry({
+        key: record.key,
+        hash: record.hash,
+        to,
+        value: record.value ?? undefined,
+        clockTime: record.clockTime,
+      })));
     return record.value === null
       ? this.#replicate(
         record.hash,
@@ -524,6 +543,7 @@ export class Server {
         ServerMethod.ReplicateDelete,
         (flags) => [this.clock.counter, flags, record.clockTime, rawKey],
         this.#settings.replicateDeleteRetry,
+        failed,
       )
       : this.#replicate(
         record.hash,
@@ -534,6 +554,7 @@ export class Server {
             ? [this.clock.counter, flags, rawKey, encodeDbValue(record)]
             : [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
         this.#settings.replicateSetRetry,
+        failed,
       );
   }
 
@@ -824,6 +845,7 @@ export class Server {
     method: number,
     paramsFor: (flags: number) => unknown[],
     retries: number,
+    finallyFailed?: (target: NodeAddress) => void,
   ): Promise<boolean> {
     const send = async (target: NodeAddress, flags: number): Promise<boolean> => {
       const session = this.#peer(target);
@@ -840,6 +862,7 @@ export class Server {
             this.#log.warn(
               `replicate to ${formatAddress(target)} failed: ${errorText(error)}`,
             );
+            finallyFailed?.(target);
             return false;
           }
           // Refused: the replica's rings differ from ours (one of us has not adopted the newest
@@ -1159,7 +1182,7 @@ function testSwitches(skewSeconds: number | undefined, testBreak: string | undef
 
 /** `kumo-server` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
-  return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger) => {
+  return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger, binaryLog) => {
     const [listen, manager1, manager2] = await Promise.all([
       resolveAddress(config.listen),
       resolveAddress(config.manager1),
@@ -1180,8 +1203,17 @@ export function main(argv: string[]): Promise<number> {
       garbageMaxTimeSeconds: config.garbageMaxTimeSeconds,
       garbageMemoryLimitBytes: config.garbageMemoryLimitBytes,
       logger,
+      binaryLog,
       ...testSwitches(config.testClockSkewSeconds, config.testBreak),
     });
+    binaryLog?.write(serverStartEntry({
+      address: server.address,
+      storePath: config.storePath,
+      manager1,
+      manager2,
+      stream: { host: server.address.host, port: server.streamPort },
+      offerTmpDir: config.offerTmpDir,
+    }));
     logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);
     if (config.testClockSkewSeconds || config.testBreak) {
       const skew = config.testClockSkewSeconds ?? 0, broken = config.testBreak ?? "none";

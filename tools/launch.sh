@@ -55,6 +55,7 @@ absolute() {
 
 reads=""
 writes=""
+daemon=""
 # Deno separates the paths of one --allow-* flag by commas: a path with a comma cannot be granted.
 check_path() {
   case $1 in
@@ -81,11 +82,13 @@ case $set_name in
       value=""
       case $previous in
         -s | --store) value=store ;;
-        -o | --log | -g | --binary-log | -d | --daemon) value=file ;;
+        -o | --log | -g | --binary-log) value=file ;;
+        -d | --daemon) value=file daemon=yes ;;
       esac
       case $arg in
         --store=*) value=store arg=${arg#--store=} ;;
-        --log=* | --binary-log=* | --daemon=*) value=file arg=${arg#*=} ;;
+        --log=* | --binary-log=*) value=file arg=${arg#*=} ;;
+        --daemon=*) value=file daemon=yes arg=${arg#*=} ;;
       esac
       if [ "$value" = store ] && [ "$set_name" = server ]; then
         directory=$(dirname -- "$(absolute "$arg")")
@@ -101,10 +104,31 @@ esac
 
 set -- --quiet --no-prompt --config "$root/deno.json" "-P=$set_name" \
   ${reads:+"--allow-read=$reads"} ${writes:+"--allow-write=$writes"} \
-  ${KUMO_DENO_FLAGS:-} "$root/$file" "$@"
+  ${KUMO_DENO_FLAGS:-} "$root/$file" ${daemon:+--kumo-daemon-child} "$@"
 if [ -n "${KUMO_PRINT_COMMAND:-}" ]; then
   # What would run, one argument per line (to check a set without starting the program).
   printf '%s\n' "$deno" run "$@"
   exit 0
 fi
-exec "$deno" run "$@"
+if [ -z "$daemon" ]; then
+  exec "$deno" run "$@"
+fi
+
+# -d pidfile: Deno cannot fork and no set holds `run`, so the detaching happens here. The program
+# starts in a session of its own (setsid -f), told by --kumo-daemon-child (roles/daemonize.ts)
+# that it is the background process: it writes the pid file, then its first stdout line is
+# "kumo-daemon-ready <pid>" — or its one-line error if it cannot start. Bounded wait.
+start_timeout_seconds=120
+line=$(setsid -f "$deno" run "$@" </dev/null 2>/dev/null | timeout "$start_timeout_seconds" head -n 1)
+status=$?
+case $line in
+  kumo-daemon-ready*) exit 0 ;;
+esac
+if [ -n "$line" ]; then
+  printf '%s\n' "$line" >&2
+elif [ "$status" -eq 124 ]; then
+  echo "$program: the background process did not start within $start_timeout_seconds s" >&2
+else
+  echo "$program: the background process exited before it was ready (run without -d to see why)" >&2
+fi
+exit 1

@@ -139,6 +139,8 @@ const STORE_MODE_OPERATION: Record<Exclude<StoreMode, "set">, number> = {
 export class ClusterClient {
   writeHashSpace: HashSpace = HashSpace.empty();
   readHashSpace: HashSpace = HashSpace.empty();
+  /** For the metrics: calls to servers that failed (each retried while tries remain). */
+  readonly failures = { attempts: 0, timeouts: 0 };
 
   #settings: Required<Omit<ClusterClientSettings, "managers" | "logger">>;
   #log: Logger;
@@ -264,12 +266,17 @@ export class ClusterClient {
 
   /** kumofs incrError: every `renewThreshold + 1`-th failure re-requests the rings. */
   #countError(): void {
+    this.failures.attempts++;
     if (this.#errorCount >= this.#settings.renewThreshold) {
       this.#errorCount = 0;
       this.renewHashSpaces();
     } else {
       this.#errorCount++;
     }
+  }
+
+  #countTimeout(error: unknown): void {
+    if (error instanceof RpcError && error.code === RpcErrorCode.TIMEOUT) this.failures.timeouts++;
   }
 
   #server(address: NodeAddress): RpcSession {
@@ -333,6 +340,7 @@ export class ClusterClient {
           };
         } catch (error) {
           lastError = errorMessage(error);
+          this.#countTimeout(error);
         }
       }
       this.#countError();
@@ -599,6 +607,7 @@ export class ClusterClient {
         } catch (error) {
           lastError = errorMessage(error);
           changedNothing = refusedBeforeActing(error);
+          this.#countTimeout(error);
         }
       }
       this.#countError();

@@ -5,11 +5,10 @@
  * Every front end (text, binary, meta, cloudy) calls the cluster client, so a client that times
  * its calls sees every command of every protocol. It is used only when `--metrics` is given;
  * without it the gateway runs the plain client and pays nothing. With it, per request: one
- * `performance.now()` pair, two Map increments and one prom-client `observe` on a histogram
- * child bound to its label (measured here: ~0.2 µs per observe, against tens of µs of CPU per
- * gateway request).
+ * `performance.now()` pair (~0.1 µs each here), a Map lookup, a few additions and one more
+ * async frame — well under a microsecond, against tens of µs of CPU per gateway request.
  */
-import { Histogram, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import {
   type ArithmeticRequest,
   type ArithmeticResult,
@@ -59,45 +58,109 @@ type Command =
   | "touch"
   | "flush_all";
 
-type Observer = { observe(value: number): void };
+interface CommandCounts {
+  requests: number;
+  errors: number;
+  /** Non-cumulative counts per bucket of LATENCY_BUCKETS_SECONDS, then one for +Inf. */
+  readonly buckets: Float64Array;
+  sumSeconds: number;
+}
 
-/** Counts and times every command; the registry is given after the client exists. */
+/**
+ * Counts and times every command. The histogram is kept here as plain bucket counts (a few ns
+ * per request) and handed to prom-client as a custom metric at scrape time: prom-client's own
+ * `Histogram.observe` cost ~0.2 µs per call here, more than the rest of the metering together.
+ */
 export class CommandMeter {
-  readonly #requests = new Map<Command, number>();
-  readonly #errors = new Map<Command, number>();
-  #histogram?: Histogram<"command">;
-  readonly #observers = new Map<Command, Observer>();
-
-  register(registry: Registry): void {
-    this.#histogram = new Histogram({
-      name: "kumo_gateway_request_duration_seconds",
-      help: "Time from a command reaching the cluster client to its result, by command",
-      labelNames: ["command"],
-      buckets: LATENCY_BUCKETS_SECONDS,
-      registers: [registry],
-    });
-    this.#observers.clear();
-  }
+  readonly #commands = new Map<Command, CommandCounts>();
 
   record(command: Command, startMs: number, failed: boolean): void {
     const elapsedSeconds = (performance.now() - startMs) / 1000;
-    this.#requests.set(command, (this.#requests.get(command) ?? 0) + 1);
-    if (failed) this.#errors.set(command, (this.#errors.get(command) ?? 0) + 1);
-    let observer = this.#observers.get(command);
-    if (!observer && this.#histogram) {
-      observer = this.#histogram.labels(command);
-      this.#observers.set(command, observer);
+    let counts = this.#commands.get(command);
+    if (!counts) {
+      counts = {
+        requests: 0,
+        errors: 0,
+        buckets: new Float64Array(LATENCY_BUCKETS_SECONDS.length + 1),
+        sumSeconds: 0,
+      };
+      this.#commands.set(command, counts);
     }
-    observer?.observe(elapsedSeconds);
+    counts.requests++;
+    if (failed) counts.errors++;
+    counts.sumSeconds += elapsedSeconds;
+    let bucket = 0;
+    while (
+      bucket < LATENCY_BUCKETS_SECONDS.length && elapsedSeconds > LATENCY_BUCKETS_SECONDS[bucket]
+    ) {
+      bucket++;
+    }
+    counts.buckets[bucket]++;
   }
 
   requests(): Labelled[] {
-    return [...this.#requests].map(([command, n]) => [{ command }, n]);
+    return [...this.#commands].map(([command, c]) => [{ command }, c.requests]);
   }
 
   errors(): Labelled[] {
-    return [...this.#errors].map(([command, n]) => [{ command }, n]);
+    return [...this.#commands].map(([command, c]) => [{ command }, c.errors]);
   }
+
+  /** The histogram family in prom-client's shape of `Metric.get()`. */
+  histogram(): MetricObject {
+    const values: MetricValue[] = [];
+    for (const [command, counts] of this.#commands) {
+      let cumulative = 0;
+      LATENCY_BUCKETS_SECONDS.forEach((le, i) => {
+        cumulative += counts.buckets[i];
+        values.push({
+          metricName: `${HISTOGRAM_NAME}_bucket`,
+          labels: { le, command },
+          value: cumulative,
+        });
+      });
+      cumulative += counts.buckets[LATENCY_BUCKETS_SECONDS.length];
+      values.push({
+        metricName: `${HISTOGRAM_NAME}_bucket`,
+        labels: { le: "+Inf", command },
+        value: cumulative,
+      });
+      values.push({
+        metricName: `${HISTOGRAM_NAME}_sum`,
+        labels: { command },
+        value: counts.sumSeconds,
+      });
+      values.push({
+        metricName: `${HISTOGRAM_NAME}_count`,
+        labels: { command },
+        value: cumulative,
+      });
+    }
+    return {
+      name: HISTOGRAM_NAME,
+      help: HISTOGRAM_HELP,
+      type: "histogram",
+      values,
+      aggregator: "sum",
+    };
+  }
+}
+
+const HISTOGRAM_NAME = "kumo_gateway_request_duration_seconds";
+const HISTOGRAM_HELP = "Time from a command reaching the cluster client to its result, by command";
+
+interface MetricValue {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+interface MetricObject {
+  name: string;
+  help: string;
+  type: "histogram";
+  values: MetricValue[];
+  aggregator: "sum";
 }
 
 /** The cluster client, timing each command for the metrics. */
@@ -167,7 +230,14 @@ export function gatewayRegistry(
   stats: GatewayStats,
 ): Registry {
   const registry = roleRegistry("gateway");
-  client.meter.register(registry);
+  // A custom metric: prom-client formats whatever `get()` returns (registry.js); its types
+  // only name its own classes, hence the cast.
+  const histogram = {
+    name: HISTOGRAM_NAME,
+    help: HISTOGRAM_HELP,
+    get: () => client.meter.histogram(),
+  };
+  registry.registerMetric(histogram as unknown as Parameters<Registry["registerMetric"]>[0]);
   scrapedCounter(
     registry,
     "kumo_gateway_requests_total",

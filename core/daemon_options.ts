@@ -122,8 +122,8 @@ function commonOptions(clockIntervalSeconds: number) {
       kind: "listen",
       long: "--metrics",
       defaultPort: DEFAULT_METRICS_PORT,
-      description: "serve Prometheus metrics (/metrics; the manager also a status page at /) " +
-        "over HTTP here (off unless given)",
+      description:
+        "serve Prometheus /metrics (manager: and a status page) over HTTP; off if absent",
     },
   } as const;
 }

@@ -30,6 +30,9 @@ export const DEFAULT_PORTS = {
   cloudy: 11611,
 } as const;
 
+/** `--metrics` given without a port (kumofs had no HTTP listener; 9100 is node_exporter's). */
+export const DEFAULT_METRICS_PORT = 9107;
+
 /** Longer periods would overflow timers (2^31 ms) and are never meant. */
 const MAX_PERIOD_SECONDS = 86_400;
 /** Below a millisecond the conversion to ms would round to zero. */
@@ -113,6 +116,14 @@ function commonOptions(clockIntervalSeconds: number) {
       long: "--daemon",
       valueName: "path.pid",
       description: "run as a daemon and write the pid file",
+    },
+    // Long form only: -M is the server's replace memory limit already.
+    metrics: {
+      kind: "listen",
+      long: "--metrics",
+      defaultPort: DEFAULT_METRICS_PORT,
+      description:
+        "serve Prometheus /metrics (manager: and a status page) over HTTP; off if absent",
     },
   } as const;
 }
@@ -365,6 +376,8 @@ export interface CommonConfig {
   readonly writeThreads: number;
   /** Accepted for compatibility; no effect. */
   readonly readThreads: number;
+  /** `--metrics`: Prometheus metrics over HTTP (absent = off). */
+  readonly metricsListen?: NodeAddress;
 }
 
 export interface ManagerConfig extends CommonConfig {
@@ -437,6 +450,7 @@ function commonConfig(values: CommonValues): CommonConfig {
     connectRetryLimit: values.connectRetryLimit,
     writeThreads: values.writeThreads,
     readThreads: values.readThreads,
+    metricsListen: values.metrics,
   };
 }
 

@@ -145,6 +145,8 @@ const STORE_MODE_OPERATION: Record<Exclude<StoreMode, "set">, number> = {
 export class ClusterClient {
   writeHashSpace: HashSpace = HashSpace.empty();
   readHashSpace: HashSpace = HashSpace.empty();
+  /** For the metrics: calls to servers that failed (each retried while tries remain). */
+  readonly failures = { attempts: 0, timeouts: 0 };
 
   /** The most requested keys, sampled from every operation (`stats hotkeys`). */
   readonly hotKeys: HotKeySampler;
@@ -276,12 +278,17 @@ export class ClusterClient {
 
   /** kumofs incrError: every `renewThreshold + 1`-th failure re-requests the rings. */
   #countError(): void {
+    this.failures.attempts++;
     if (this.#errorCount >= this.#settings.renewThreshold) {
       this.#errorCount = 0;
       this.renewHashSpaces();
     } else {
       this.#errorCount++;
     }
+  }
+
+  #countTimeout(error: unknown): void {
+    if (error instanceof RpcError && error.code === RpcErrorCode.TIMEOUT) this.failures.timeouts++;
   }
 
   #server(address: NodeAddress): RpcSession {
@@ -346,6 +353,7 @@ export class ClusterClient {
           };
         } catch (error) {
           lastError = errorMessage(error);
+          this.#countTimeout(error);
         }
       }
       this.#countError();
@@ -629,6 +637,7 @@ export class ClusterClient {
         } catch (error) {
           lastError = errorMessage(error);
           changedNothing = refusedBeforeActing(error);
+          this.#countTimeout(error);
         }
       }
       this.#countError();

@@ -22,6 +22,8 @@ import { resolveAddress } from "./resolve.ts";
 import { GatewayStats } from "./gateway_stats.ts";
 import { textProtocol } from "./text_protocol.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
+import { gatewayRegistry, MeteredClusterClient } from "./gateway_metrics.ts";
+import { MetricsEndpoint } from "./metrics_endpoint.ts";
 
 export interface GatewaySettings extends ClusterClientSettings {
   /** memcached text protocol listen address (port 0 = any free port). */
@@ -34,6 +36,8 @@ export interface GatewaySettings extends ClusterClientSettings {
   maxItemBytes?: number;
   /** Injected wall clock (unix seconds) for expiry conversions. */
   nowSeconds?: () => number;
+  /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
+  metricsListen?: NodeAddress;
 }
 
 const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
@@ -58,6 +62,7 @@ export class Gateway {
   #accepting: Promise<void>[] = [];
   #connections = new Map<Deno.Conn, Promise<void>>();
   #closed = false;
+  #metrics?: MetricsEndpoint;
 
   private constructor(
     client: ClusterClient,
@@ -77,9 +82,21 @@ export class Gateway {
   }
 
   static start(settings: GatewaySettings): Gateway {
-    const listeners = listenAll(settings);
-    const client = new ClusterClient(settings);
+    const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
+    let listeners: Listeners;
+    try {
+      listeners = listenAll(settings);
+    } catch (error) {
+      void metrics?.close();
+      throw error;
+    }
+    // Only a gateway with metrics times its commands (roles/gateway_metrics.ts).
+    const client = metrics ? new MeteredClusterClient(settings) : new ClusterClient(settings);
     const gateway = new Gateway(client, listeners, settings.nowSeconds);
+    if (metrics && client instanceof MeteredClusterClient) {
+      gateway.#metrics = metrics;
+      metrics.serve(gatewayRegistry(client, gateway.stats));
+    }
     const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
     const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     for (const listener of Object.values(listeners)) gateway.connections.addListener(listener.addr);
@@ -182,9 +199,15 @@ export class Gateway {
     }
   }
 
+  /** Where `--metrics` is served, when it was asked for. */
+  get metricsAddress(): NodeAddress | undefined {
+    return this.#metrics?.address;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#metrics?.close();
     for (const listener of Object.values(this.#listeners)) listener?.close();
     await Promise.all(this.#accepting);
     for (const connection of this.#connections.keys()) {
@@ -293,8 +316,12 @@ export function main(argv: string[]): Promise<number> {
       asyncDelete: config.asyncReplicateDelete,
       logger,
       binaryLog,
+      metricsListen: config.metricsListen && await resolveAddress(config.metricsListen),
     });
     binaryLog?.write(gatewayStartEntry(managers));
+    if (gateway.metricsAddress) {
+      logger.info(`metrics on http://${formatAddress(gateway.metricsAddress)}/metrics`);
+    }
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);
     }

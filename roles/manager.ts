@@ -37,6 +37,10 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
+import { MetricsEndpoint } from "./metrics_endpoint.ts";
+import { managerRegistry } from "./manager_metrics.ts";
+import { ManagerStatusPage } from "./manager_status.ts";
+import { MethodCounts } from "./role_metrics.ts";
 
 export interface ManagerSettings {
   /** Identity and listen address (port 0 = any free port). */
@@ -57,6 +61,8 @@ export interface ManagerSettings {
   /** `-g`: membership records (nS, lS, eP) go here; absent = none. */
   binaryLog?: BinaryLogSink;
   nowSeconds?: () => number;
+  /** `--metrics`: Prometheus metrics and the status page over HTTP (port 0 = any free port). */
+  metricsListen?: NodeAddress;
 }
 
 export type ReplacePhase = "idle" | "copy" | "delete";
@@ -111,8 +117,14 @@ export class Manager {
   /** Silent servers this manager has said it will not mark fault (no majority heard). */
   #quorumWarned = new Set<string>();
   #settings: Required<
-    Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace" | "binaryLog">
+    Omit<
+      ManagerSettings,
+      "listen" | "logger" | "partner" | "autoReplace" | "binaryLog" | "metricsListen"
+    >
   >;
+  #metrics?: MetricsEndpoint;
+  /** RPC requests served and error replies, per method (metrics). */
+  readonly methodCounts = new MethodCounts(ManagerMethod);
   #log: Logger;
   readonly #binaryLog: BinaryLogSink | undefined;
   #changeListeners = new Set<() => void>();
@@ -138,6 +150,7 @@ export class Manager {
   }
 
   static start(settings: ManagerSettings): Manager {
+    const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
     // Filled in below; no request can arrive before this function returns.
     const created: { manager?: Manager } = {};
     let listener: RpcListener;
@@ -150,11 +163,44 @@ export class Manager {
         onClusterInit: (connection, address, role) =>
           created.manager!.#onClusterInit(connection, address, role),
         onClose: (connection) => created.manager?.forgetSubscriber(connection),
+        onServed: (method, failed) => created.manager!.methodCounts.served(method, failed),
       });
     } catch (error) {
+      void metrics?.close();
       throw listenError("-l (--listen)", formatAddress(settings.listen), error);
     }
-    return created.manager = new Manager(settings, listener);
+    const manager = created.manager = new Manager(settings, listener);
+    if (metrics) {
+      manager.#metrics = metrics;
+      metrics.serve(managerRegistry(manager), new ManagerStatusPage(manager));
+    }
+    return manager;
+  }
+
+  /** Where `--metrics` (and the status page) is served, when it was asked for. */
+  get metricsAddress(): NodeAddress | undefined {
+    return this.#metrics?.address;
+  }
+
+  /** Servers this manager holds a session to (registered, attached or not). */
+  get connectedServers(): NodeAddress[] {
+    return [...this.#servers.values()].map((link) => link.address);
+  }
+
+  /**
+   * Asks every registered server for the given GetStatus codes (kumostat's counters), for the
+   * status page; a server that does not answer within `timeoutMs` maps to undefined.
+   */
+  pollServers(
+    codes: readonly number[],
+    timeoutMs: number,
+  ): Promise<Map<string, unknown[] | undefined>> {
+    const links = [...this.#servers.entries()];
+    return Promise.all(links.map(([key, link]) =>
+      Promise.all(
+        codes.map((code) => link.session.call(ServerMethod.GetStatus, [code], timeoutMs)),
+      ).then((values) => [key, values] as const, () => [key, undefined] as const)
+    )).then((entries) => new Map(entries));
   }
 
   /** A gateway or tool connection closed: no more pushes to it. */
@@ -185,6 +231,7 @@ export class Manager {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#metrics?.close();
     clearInterval(this.#keepaliveTimer);
     for (const timer of this.#pendingTimers) clearTimeout(timer);
     await Promise.all([
@@ -780,9 +827,14 @@ export function main(argv: string[]): Promise<number> {
       connectRetryLimit: config.connectRetryLimit,
       logger,
       binaryLog,
+      metricsListen: config.metricsListen && await resolveAddress(config.metricsListen),
     });
     binaryLog?.write(managerStartEntry(manager.address, partner));
     logger.info(`manager started at ${formatAddress(manager.address)}`);
+    if (manager.metricsAddress) {
+      const where = `http://${formatAddress(manager.metricsAddress)}`;
+      logger.info(`metrics on ${where}/metrics, status page on ${where}/`);
+    }
     return manager;
   });
 }

@@ -51,6 +51,9 @@ import { TombstoneCollector } from "./tombstone_collector.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import { errorText } from "./error_text.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
+import { MetricsEndpoint } from "./metrics_endpoint.ts";
+import { MethodCounts } from "./role_metrics.ts";
+import { serverRegistry } from "./server_metrics.ts";
 
 export interface ServerSettings {
   /** Identity and cluster port (port 0 = any free port; the bound port becomes the identity). */
@@ -83,6 +86,8 @@ export interface ServerSettings {
    * local store, replicating in the background — a deliberate bug for the multi-host checkers.
    */
   ackBeforeReplicate?: boolean;
+  /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
+  metricsListen?: NodeAddress;
 }
 
 interface Counters {
@@ -91,6 +96,14 @@ interface Counters {
   cmdDelete: number;
   /** Sets sent again after an unknown outcome and found already applied here. */
   setsRepeated: number;
+  /** Replicate calls sent again after a failure. */
+  replicateRetries: number;
+  /** Replications given up (the write is answered as failed). */
+  replicateFailures: number;
+  /** Replicate calls that timed out. */
+  rpcTimeouts: number;
+  /** Records this server sent to new owners in replaces. */
+  replaceRecordsMoved: number;
 }
 
 const EMPTY_HASH_SPACE = HashSpace.fromSeed([[], 0n]);
@@ -100,7 +113,18 @@ export class Server {
   readonly streamPort: number;
   readonly store: Store;
   readonly clock = new LamportClock();
-  readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0, setsRepeated: 0 };
+  readonly counters: Counters = {
+    cmdGet: 0,
+    cmdSet: 0,
+    cmdDelete: 0,
+    setsRepeated: 0,
+    replicateRetries: 0,
+    replicateFailures: 0,
+    rpcTimeouts: 0,
+    replaceRecordsMoved: 0,
+  };
+  /** RPC requests served and error replies, per method (metrics). */
+  readonly methodCounts = new MethodCounts(ServerMethod);
   /** Whether this server was active in the last write ring it adopted. */
   #activeInWriteRing = false;
   /** Keys written here whose replication is under way or failed: reads of them wait. */
@@ -143,6 +167,7 @@ export class Server {
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #pauses = new CancellablePauses();
   readonly #ackBeforeReplicate: boolean;
+  #metrics?: MetricsEndpoint;
 
   private constructor(
     settings: ServerSettings,
@@ -203,7 +228,14 @@ export class Server {
    * Errors (port in use, unwritable store) are thrown as Errors with a one-line message.
    */
   static start(settings: ServerSettings): Server {
-    const store = settings.store ?? openStore(requiredStorePath(settings));
+    const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
+    let store: Store;
+    try {
+      store = settings.store ?? openStore(requiredStorePath(settings));
+    } catch (error) {
+      void metrics?.close();
+      throw error;
+    }
     let listener: RpcListener | undefined;
     try {
       // Filled in below; no request can arrive before this function returns.
@@ -216,6 +248,7 @@ export class Server {
             created.server!.#handleRequest(method, params, connection),
           onClusterInit: (_connection, address, role) =>
             created.server!.#onClusterPeer(address, role),
+          onServed: (method, failed) => created.server!.methodCounts.served(method, failed),
         });
       } catch (error) {
         throw listenError("-l (--listen)", formatAddress(settings.listen), error);
@@ -231,9 +264,14 @@ export class Server {
         throw listenError("-L (--stream-listen)", String(settings.streamPort), error);
       }
       const server = created.server = new Server(settings, store, listener, streamListener);
+      if (metrics) {
+        server.#metrics = metrics;
+        metrics.serve(serverRegistry(server));
+      }
       server.#connectManagers(settings);
       return server;
     } catch (error) {
+      void metrics?.close();
       void listener?.close();
       if (!settings.store) store.close();
       throw error;
@@ -246,9 +284,24 @@ export class Server {
     return () => this.#ringListeners.delete(listener);
   }
 
+  /** Where `--metrics` is served, when it was asked for. */
+  get metricsAddress(): NodeAddress | undefined {
+    return this.#metrics?.address;
+  }
+
+  /** What the metrics read of the replace worker and the tombstone collector. */
+  get internals(): { copying: boolean; deleting: boolean; tombstonesQueued: number } {
+    return {
+      copying: this.#replace.copying,
+      deleting: this.#replace.deleting,
+      tombstonesQueued: this.#garbage.stats.queuedTombstones,
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#metrics?.close();
     clearInterval(this.#keepaliveTimer);
     clearTimeout(this.#flushTimer);
     this.#pauses.cancelAll();
@@ -854,17 +907,22 @@ export class Server {
           await session.call(method, paramsFor(flags), this.#settings.rpcTimeoutMs);
           return true;
         } catch (error) {
+          if (error instanceof RpcError && error.code === RpcErrorCode.TIMEOUT) {
+            this.counters.rpcTimeouts++;
+          }
           // A replica marked fault meanwhile is no longer one the write must reach: the
           // acknowledgement promises the write on every *active* replica.
           if (!this.#isActiveOwner(target, hash, flags)) return true;
           const lost = error instanceof RpcError && error.code === RpcErrorCode.NODE_LOST;
           if (lost || attempt >= retries || this.#closed) {
+            this.counters.replicateFailures++;
             this.#log.warn(
               `replicate to ${formatAddress(target)} failed: ${errorText(error)}`,
             );
             finallyFailed?.(target);
             return false;
           }
+          this.counters.replicateRetries++;
           // Refused: the replica's rings differ from ours (one of us has not adopted the newest
           // yet). Rings spread within milliseconds: wait a little rather than use up retries.
           if (error instanceof RpcError && error.code === RpcErrorCode.REFUSED) {
@@ -1050,6 +1108,7 @@ export class Server {
       typeof replaceTime === "bigint" ? replaceTime : newWrite.timestamp,
     );
     void copy.then(({ ok, movedRecords, superseded }) => {
+      this.counters.replaceRecordsMoved += movedRecords;
       if (superseded) return;
       return this.#reportToManager(connection, ManagerMethod.ReplaceCopyEnd, [
         replaceTime ?? newWrite.timestamp,
@@ -1204,6 +1263,7 @@ export function main(argv: string[]): Promise<number> {
       garbageMemoryLimitBytes: config.garbageMemoryLimitBytes,
       logger,
       binaryLog,
+      metricsListen: config.metricsListen && await resolveAddress(config.metricsListen),
       ...testSwitches(config.testClockSkewSeconds, config.testBreak),
     });
     binaryLog?.write(serverStartEntry({
@@ -1215,6 +1275,9 @@ export function main(argv: string[]): Promise<number> {
       offerTmpDir: config.offerTmpDir,
     }));
     logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);
+    if (server.metricsAddress) {
+      logger.info(`metrics on http://${formatAddress(server.metricsAddress)}/metrics`);
+    }
     if (config.testClockSkewSeconds || config.testBreak) {
       const skew = config.testClockSkewSeconds ?? 0, broken = config.testBreak ?? "none";
       logger.warn(`testing only: clock skewed by ${skew} s, deliberately broken: ${broken}`);

@@ -61,6 +61,8 @@ export interface TestClusterOptions {
   attach?: boolean;
   nowSeconds?: () => number;
   manager?: ManagerExtraSettings;
+  /** Managers and servers serve `--metrics` on 127.0.0.1, port 0 (see `metricsAddress`). */
+  metrics?: boolean;
 }
 
 /** A manager position: its address survives kills so a restart binds the same port. */
@@ -93,6 +95,7 @@ export class TestCluster {
   #serverSlots = new Map<string, ServerSlot>();
   #managerExtra: ManagerExtraSettings;
   #storeCount = 0;
+  #metrics = false;
 
   private constructor(dataDir: string, nowSeconds: () => number, extra: ManagerExtraSettings) {
     this.dataDir = dataDir;
@@ -104,6 +107,7 @@ export class TestCluster {
     const dataDir = await Deno.makeTempDir({ prefix: "kumo-cluster-" });
     const nowSeconds = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     const cluster = new TestCluster(dataDir, nowSeconds, options.manager ?? {});
+    cluster.#metrics = options.metrics ?? false;
     try {
       if ((options.managers ?? 1) === 2) await cluster.#startManagerPair();
       else cluster.#startManager({ index: 0, address: { host: LOCALHOST, port: 0 } });
@@ -175,6 +179,7 @@ export class TestCluster {
       ...this.#managerExtra,
       logger: this.#logger(label),
       nowSeconds: this.nowSeconds,
+      metricsListen: this.#metrics ? { host: LOCALHOST, port: 0 } : undefined,
     };
     const manager = Manager.start(settings);
     label.role = `manager${slot.index + 1} ${formatAddress(manager.address)}`;
@@ -247,6 +252,7 @@ export class TestCluster {
       ...FAST,
       logger: this.#logger(label),
       nowSeconds: this.nowSeconds,
+      metricsListen: this.#metrics ? { host: LOCALHOST, port: 0 } : undefined,
     });
     const key = formatAddress(server.address);
     label.role = `server ${key}`;

@@ -22,6 +22,7 @@
  * - `{=NAME}` in an expect line: exactly the number remembered as NAME;
  * - `{_}` in an expect line: any decimal number;
  * - `{*}` in an expect line: any non-empty run of bytes other than space, \r and \n;
+ * - `{any N}` in an expect line: exactly N bytes of any value (a binary CAS);
  * - `{{`: a literal "{".
  *
  * Consecutive send lines leave in one write (so they test pipelining); consecutive expect lines
@@ -37,7 +38,8 @@ export type Segment =
   | { type: "var"; name: string } // send: substitute; expect: capture a number
   | { type: "equals"; name: string }
   | { type: "number" }
-  | { type: "token" };
+  | { type: "token" }
+  | { type: "any"; count: number };
 
 /** One step of a transcript. */
 export type TranscriptStep =
@@ -117,6 +119,8 @@ function parseSegments(text: string, raw: boolean, expect: boolean): Segment[] {
       const bytes = new Uint8Array(unit.length * count);
       for (let k = 0; k < count; k++) bytes.set(unit, k * unit.length);
       segments.push({ type: "bytes", bytes });
+    } else if (/^any \d+$/.test(inner) && expect) {
+      segments.push({ type: "any", count: Number(inner.slice(4)) });
     } else if (inner === "_" && expect) segments.push({ type: "number" });
     else if (inner === "*" && expect) segments.push({ type: "token" });
     else if (inner.startsWith("=") && expect && NAME.test(inner.slice(1))) {
@@ -248,6 +252,11 @@ function matchSegments(
       at += literal.length;
       continue;
     }
+    if (s.type === "any") {
+      if (at + s.count > data.length) return { status: "more" };
+      at += s.count;
+      continue;
+    }
     const accept = s.type === "token" ? isTokenByte : isDigit;
     const start = at;
     while (at < data.length && accept(data[at])) at++;
@@ -300,6 +309,8 @@ function describeSegments(segments: Segment[]): string {
         return "{_}";
       case "token":
         return "{*}";
+      case "any":
+        return `{any ${s.count}}`;
     }
   }).join("");
 }

@@ -129,6 +129,8 @@ const SASL_AUTH = 0x21;
 const SASL_STEP = 0x22;
 /** The binary protocol's "authentication required / failed" status. */
 export const AUTH_ERROR_STATUS = 0x20;
+const AUTH_CONTINUE_STATUS = 0x21;
+const INVALID_ARGUMENTS_STATUS = 0x04;
 /** A SASL body larger than this is not a PLAIN login (250-byte key, user and password). */
 const MAX_SASL_BODY_BYTES = 4096;
 
@@ -164,10 +166,15 @@ export function binaryAuthGate(
         return { ...respond(AUTH_ERROR_STATUS, "Auth failure.", true), consumed: available };
       }
       if (available < BINARY_HEADER_BYTES + bodyLength) return { kind: "incomplete" };
-      if (opcode === SASL_LIST_MECHS) return respond(0, "PLAIN");
+      if (opcode === SASL_LIST_MECHS) {
+        if (bodyLength > 0) return respond(INVALID_ARGUMENTS_STATUS, "Invalid arguments", true);
+        return respond(0, "PLAIN");
+      }
       const keyStart = offset + BINARY_HEADER_BYTES + extrasLength;
       const mechanism = buf.subarray(keyStart, keyStart + keyLength);
       const message = buf.subarray(keyStart + keyLength, offset + BINARY_HEADER_BYTES + bodyLength);
+      // No message yet: SASL asks for one ("continue", as memcached's SASL library answers).
+      if (opcode === SASL_AUTH && message.length === 0) return respond(AUTH_CONTINUE_STATUS, "");
       // PLAIN is one step: a STEP, or any other mechanism, fails.
       const token = opcode === SASL_AUTH && String.fromCharCode(...mechanism) === "PLAIN"
         ? saslPlainToken(message)

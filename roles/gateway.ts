@@ -5,7 +5,7 @@
  * (roles/cluster_client.ts).
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
-import { parseGatewayOptions } from "../core/daemon_options.ts";
+import { type GatewayConfig, parseGatewayOptions } from "../core/daemon_options.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
@@ -20,7 +20,8 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { resolveAddress } from "./resolve.ts";
 import { GatewayStats } from "./gateway_stats.ts";
 import { textProtocol } from "./text_protocol.ts";
-import type { Credentials } from "../core/client_auth.ts";
+import { type Credentials, parseAuthFile } from "../core/client_auth.ts";
+import { errorText } from "./error_text.ts";
 import { type AuthGateContext, binaryAuthGate, textAuthGate } from "./client_auth_gate.ts";
 import { type Become, negotiatedProtocol, switchableProtocol } from "./protocol_switch.ts";
 import { silentLogger } from "./log.ts";
@@ -325,6 +326,37 @@ function listenAll(settings: GatewaySettings): Listeners {
   return listeners;
 }
 
+/**
+ * Reads `--auth-file` and `--tls-cert`/`--tls-key`. An error names the flag, the path and the
+ * reason (a line number for a bad auth file), never the file's contents.
+ */
+async function readSecurityFiles(
+  config: GatewayConfig,
+): Promise<Pick<GatewaySettings, "credentials" | "tls">> {
+  const read = async (flag: string, path: string) => {
+    try {
+      return await Deno.readFile(path);
+    } catch (error) {
+      throw new Error(`cannot read ${flag} ${path}: ${errorText(error)}`);
+    }
+  };
+  let credentials: Credentials | undefined;
+  if (config.authFilePath !== undefined) {
+    const parsed = parseAuthFile(await read("--auth-file", config.authFilePath));
+    if (!parsed.ok) throw new Error(`--auth-file ${config.authFilePath}: ${parsed.error}`);
+    credentials = parsed.credentials;
+  }
+  let tls: GatewaySettings["tls"];
+  if (config.tlsCertPath !== undefined && config.tlsKeyPath !== undefined) {
+    const decoder = new TextDecoder();
+    tls = {
+      cert: decoder.decode(await read("--tls-cert", config.tlsCertPath)),
+      key: decoder.decode(await read("--tls-key", config.tlsKeyPath)),
+    };
+  }
+  return { credentials, tls };
+}
+
 /** `kumo-gateway` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
   return runDaemon("kumo-gateway", argv, parseGatewayOptions, async (config, logger) => {
@@ -334,7 +366,10 @@ export function main(argv: string[]): Promise<number> {
     const textListen = config.textListen && await resolveAddress(config.textListen);
     const binaryListen = config.binaryListen && await resolveAddress(config.binaryListen);
     const cloudyListen = config.cloudyListen && await resolveAddress(config.cloudyListen);
+    const { credentials, tls } = await readSecurityFiles(config);
     const gateway = Gateway.start({
+      credentials,
+      tls,
       managers,
       textListen,
       binaryListen,
@@ -351,6 +386,8 @@ export function main(argv: string[]): Promise<number> {
       asyncDelete: config.asyncReplicateDelete,
       logger,
     });
+    if (credentials) logger.info(`client authentication on (${credentials.userCount} users)`);
+    if (tls) logger.info("TLS on the client ports");
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);
     }

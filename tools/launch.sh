@@ -82,10 +82,12 @@ case $set_name in
       case $previous in
         -s | --store) value=store ;;
         -o | --log | -g | --binary-log | -d | --daemon) value=file ;;
+        --auth-file | --tls-cert | --tls-key) value=readable ;;
       esac
       case $arg in
         --store=*) value=store arg=${arg#--store=} ;;
         --log=* | --binary-log=* | --daemon=*) value=file arg=${arg#*=} ;;
+        --auth-file=* | --tls-cert=* | --tls-key=*) value=readable arg=${arg#*=} ;;
       esac
       if [ "$value" = store ] && [ "$set_name" = server ]; then
         directory=$(dirname -- "$(absolute "$arg")")
@@ -93,6 +95,9 @@ case $set_name in
         add_write "$directory"
       elif [ "$value" = file ] && [ "$arg" != "-" ]; then
         add_write "$(absolute "$arg")"
+      elif [ "$value" = readable ] && [ "$set_name" = gateway ]; then
+        # The gateway's credentials and TLS files: read once at start.
+        add_read "$(absolute "$arg")"
       fi
       previous=$arg
     done

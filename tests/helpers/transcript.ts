@@ -32,6 +32,12 @@
  * @module
  */
 
+/**
+ * The users of the transcripts in tests/transcripts/auth/ (an authfile: memcached -Y, kumo
+ * --auth-file); the binary ones log in over SASL PLAIN with the same users.
+ */
+export const TRANSCRIPT_AUTH_FILE = "alice:s3cret\nbob:pw:with:colons\n";
+
 /** One piece of a send or expect line. */
 export type Segment =
   | { type: "bytes"; bytes: Uint8Array }

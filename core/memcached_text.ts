@@ -460,6 +460,9 @@ function parseLine(
       return request({ command: "version" }, lineConsumed);
     case "quit":
       return request({ command: "quit" }, lineConsumed);
+    case "shutdown":
+      // memcached without -A (shutdown over the protocol is never enabled on a gateway).
+      return error("ERROR: shutdown not enabled\r\n", lineConsumed);
     case "verbosity":
       if (ntokens !== 3 && ntokens !== 4) return error(ERROR, lineConsumed);
       return parseVerbosity(buf, ntokens, lineConsumed);

@@ -353,6 +353,25 @@ export const GATEWAY_COMMAND = {
       max: 1024 * 1024 * 1024,
       description: "maximum value size (suffixes k and m allowed)",
     },
+    authFile: {
+      kind: "string",
+      long: "--auth-file",
+      valueName: "path",
+      description: "require clients to log in: user:password lines (memcached -Y); " +
+        "text: ASCII auth, binary: SASL PLAIN",
+    },
+    tlsCert: {
+      kind: "string",
+      long: "--tls-cert",
+      valueName: "path",
+      description: "TLS on the client ports: certificate chain, PEM (with --tls-key)",
+    },
+    tlsKey: {
+      kind: "string",
+      long: "--tls-key",
+      valueName: "path",
+      description: "TLS on the client ports: private key, PEM (with --tls-cert)",
+    },
     ...gatewayCommon,
     // On the gateway the short -k is the key prefix (as in kumofs); only the long form remains.
     keepaliveInterval: { ...gatewayCommon.keepaliveInterval, short: undefined },
@@ -430,6 +449,11 @@ export interface GatewayConfig extends CommonConfig {
   readonly localCache?: string;
   readonly keyPrefix: string;
   readonly maxItemBytes: number;
+  /** Client credentials file (`--auth-file`); absent = clients need no login. */
+  readonly authFilePath?: string;
+  /** TLS certificate and key files (`--tls-cert`, `--tls-key`): both or neither. */
+  readonly tlsCertPath?: string;
+  readonly tlsKeyPath?: string;
 }
 
 type CommonValues = OptionValues<ReturnType<typeof commonOptions>>;
@@ -554,6 +578,13 @@ export function parseGatewayOptions(argv: readonly string[]): ParseResult<Gatewa
   const v = result.values;
   const clash = mustDiffer(GATEWAY_COMMAND, "manager2", v.manager2, "manager1", v.manager1);
   if (clash) return clash;
+  if ((v.tlsCert === undefined) !== (v.tlsKey === undefined)) {
+    const { tlsCert, tlsKey } = GATEWAY_COMMAND.options;
+    return optionError(
+      GATEWAY_COMMAND,
+      `${optionDisplayName(tlsCert)} and ${optionDisplayName(tlsKey)} go together`,
+    );
+  }
   if (!v.memprotoText && !v.memprotoBinary && !v.cloudy) {
     const { memprotoText, memprotoBinary, cloudy } = GATEWAY_COMMAND.options;
     return optionError(
@@ -582,6 +613,9 @@ export function parseGatewayOptions(argv: readonly string[]): ParseResult<Gatewa
       localCache: v.localCache,
       keyPrefix: v.keyPrefix,
       maxItemBytes: v.maxItemSize,
+      authFilePath: v.authFile,
+      tlsCertPath: v.tlsCert,
+      tlsKeyPath: v.tlsKey,
     }),
   };
 }

@@ -6,7 +6,7 @@
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
 import { gatewayStartEntry } from "../core/binary_log_records.ts";
-import { parseGatewayOptions } from "../core/daemon_options.ts";
+import { type GatewayConfig, parseGatewayOptions } from "../core/daemon_options.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
@@ -21,6 +21,11 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { resolveAddress } from "./resolve.ts";
 import { GatewayStats } from "./gateway_stats.ts";
 import { textProtocol } from "./text_protocol.ts";
+import { type Credentials, parseAuthFile } from "../core/client_auth.ts";
+import { errorText } from "./error_text.ts";
+import { type AuthGateContext, binaryAuthGate, textAuthGate } from "./client_auth_gate.ts";
+import { type Become, negotiatedProtocol, switchableProtocol } from "./protocol_switch.ts";
+import { silentLogger } from "./log.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { gatewayRegistry, MeteredClusterClient } from "./gateway_metrics.ts";
 import { MetricsEndpoint } from "./metrics_endpoint.ts";
@@ -38,6 +43,13 @@ export interface GatewaySettings extends ClusterClientSettings {
   nowSeconds?: () => number;
   /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
   metricsListen?: NodeAddress;
+  /**
+   * Client access control (`--auth-file`): text connections must log in with memcached's
+   * ASCII authentication, binary ones with SASL PLAIN. Absent = open, as memcached.
+   */
+  credentials?: Credentials;
+  /** TLS on every client port (`--tls-cert`, `--tls-key`): PEM contents. Absent = plain TCP. */
+  tls?: { cert: string; key: string };
 }
 
 const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
@@ -74,7 +86,7 @@ export class Gateway {
     this.stats = new GatewayStats(clock);
     this.connections = new ConnectionRegistry(clock);
     this.#listeners = listeners;
-    const portOf = (listener?: Deno.TcpListener) =>
+    const portOf = (listener?: ClientListener) =>
       listener ? (listener.addr as Deno.NetAddr).port : undefined;
     this.textPort = portOf(listeners.text);
     this.binaryPort = portOf(listeners.binary);
@@ -100,7 +112,7 @@ export class Gateway {
     const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
     const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     for (const listener of Object.values(listeners)) gateway.connections.addListener(listener.addr);
-    const gatewaySettings = () => settingsEntries(listeners, maxItemBytes);
+    const gatewaySettings = () => settingsEntries(listeners, maxItemBytes, settings);
     // One set of counters for the whole gateway, shared by every connection and protocol.
     const protocolSettings = {
       maxItemBytes,
@@ -127,13 +139,38 @@ export class Gateway {
     // One protocol object per connection: the cloudy one tracks the connection's requests.
     const tracked = <R>(protocol: FrontEndProtocol<R>, info: ConnectionInfo) =>
       trackCommands(protocol, info, nowSeconds);
+    // Decided once per connection: without --auth-file no gate is built (nothing per request).
+    const { credentials } = settings;
+    const logger = settings.logger ?? silentLogger();
+    const gated = (
+      protocol: FrontEndProtocol<unknown>,
+      gate: typeof textAuthGate,
+      info: ConnectionInfo,
+      become: Become,
+    ) => {
+      if (!credentials) return protocol;
+      const context: AuthGateContext = { credentials, logger, peer: info.peer };
+      return gate(protocol, context, become);
+    };
+    const binaryOn = (info: ConnectionInfo, become: Become) =>
+      gated(tracked(binaryProtocol(client, binarySettings), info), binaryAuthGate, info, become);
     if (listeners.text) {
+      // memcached's negotiation: a connection whose first byte is 0x80 speaks binary.
       gateway.#accept(
         listeners.text,
         (connection, info) =>
           serveConnection(
             connection,
-            tracked(textProtocol(client, protocolSettings), info),
+            negotiatedProtocol(
+              (become) =>
+                gated(
+                  tracked(textProtocol(client, protocolSettings), info),
+                  textAuthGate,
+                  info,
+                  become,
+                ),
+              (become) => binaryOn(info, become),
+            ),
             limits,
           ),
       );
@@ -144,7 +181,9 @@ export class Gateway {
         (connection, info) =>
           serveConnection(
             connection,
-            tracked(binaryProtocol(client, binarySettings), info),
+            credentials
+              ? switchableProtocol((become) => binaryOn(info, become))
+              : tracked(binaryProtocol(client, binarySettings), info),
             limits,
           ),
       );
@@ -156,7 +195,16 @@ export class Gateway {
         (connection, info) =>
           serveConnection(
             connection,
-            tracked(cloudyProtocol(client, binarySettings), info),
+            credentials
+              ? switchableProtocol((become) =>
+                gated(
+                  tracked(cloudyProtocol(client, binarySettings), info),
+                  binaryAuthGate,
+                  info,
+                  become,
+                )
+              )
+              : tracked(cloudyProtocol(client, binarySettings), info),
             cloudyLimits,
           ),
       );
@@ -165,7 +213,7 @@ export class Gateway {
   }
 
   #accept(
-    listener: Deno.TcpListener,
+    listener: ClientListener,
     serve: (connection: Deno.Conn, info: ConnectionInfo) => Promise<void>,
   ): void {
     this.#accepting.push(this.#acceptLoop(listener, serve));
@@ -181,7 +229,8 @@ export class Gateway {
           connection.close();
           break;
         }
-        (connection as Deno.TcpConn).setNoDelay(true);
+        // A TLS connection has no setNoDelay (Deno sets it on the socket beneath).
+        if ("setNoDelay" in connection) (connection as Deno.TcpConn).setNoDelay(true);
         this.stats.currConnections++;
         this.stats.totalConnections++;
         const info = this.connections.open(connection);
@@ -242,7 +291,11 @@ function trackCommands<Request>(
 }
 
 /** `stats settings`: memcached's names, with the values that are true of a gateway. */
-function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntries {
+function settingsEntries(
+  listeners: Listeners,
+  maxItemBytes: number,
+  security: Pick<GatewaySettings, "credentials" | "tls">,
+): StatEntries {
   const text = listeners.text?.addr;
   return [
     // Items live on the servers' disks: the gateway has no memory limit and never evicts.
@@ -253,9 +306,11 @@ function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntrie
     ["evictions", "off"],
     ["num_threads", 1],
     ["cas_enabled", "yes"],
-    ["binding_protocol", "ascii"],
-    ["auth_enabled_sasl", "no"],
-    ["auth_enabled_ascii", "no"],
+    // The text port negotiates (first byte 0x80 = binary), as memcached's default.
+    ["binding_protocol", "auto-negotiate"],
+    ["auth_enabled_sasl", security.credentials ? "yes" : "no"],
+    ["auth_enabled_ascii", security.credentials ? "yes" : "no"],
+    ["ssl_enabled", security.tls ? "yes" : "no"],
     ["item_size_max", maxItemBytes],
     ["flush_enabled", "yes"],
     ["stat_key_prefix", ":"],
@@ -264,10 +319,13 @@ function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntrie
   ];
 }
 
+/** A plain TCP or a TLS listener. */
+type ClientListener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
+
 interface Listeners {
-  text?: Deno.TcpListener;
-  binary?: Deno.TcpListener;
-  cloudy?: Deno.TcpListener;
+  text?: ClientListener;
+  binary?: ClientListener;
+  cloudy?: ClientListener;
 }
 
 /** Binds every requested port, or none: a failure closes the ones already bound. */
@@ -281,13 +339,47 @@ function listenAll(settings: GatewaySettings): Listeners {
   for (const [name, flag, address] of wanted) {
     if (!address) continue;
     try {
-      listeners[name] = Deno.listen({ hostname: address.host, port: address.port });
+      const where = { hostname: address.host, port: address.port };
+      listeners[name] = settings.tls
+        ? Deno.listenTls({ ...where, cert: settings.tls.cert, key: settings.tls.key })
+        : Deno.listen(where);
     } catch (error) {
       for (const listener of Object.values(listeners)) listener?.close();
       throw listenError(flag, formatAddress(address), error);
     }
   }
   return listeners;
+}
+
+/**
+ * Reads `--auth-file` and `--tls-cert`/`--tls-key`. An error names the flag, the path and the
+ * reason (a line number for a bad auth file), never the file's contents.
+ */
+async function readSecurityFiles(
+  config: GatewayConfig,
+): Promise<Pick<GatewaySettings, "credentials" | "tls">> {
+  const read = async (flag: string, path: string) => {
+    try {
+      return await Deno.readFile(path);
+    } catch (error) {
+      throw new Error(`cannot read ${flag} ${path}: ${errorText(error)}`);
+    }
+  };
+  let credentials: Credentials | undefined;
+  if (config.authFilePath !== undefined) {
+    const parsed = parseAuthFile(await read("--auth-file", config.authFilePath));
+    if (!parsed.ok) throw new Error(`--auth-file ${config.authFilePath}: ${parsed.error}`);
+    credentials = parsed.credentials;
+  }
+  let tls: GatewaySettings["tls"];
+  if (config.tlsCertPath !== undefined && config.tlsKeyPath !== undefined) {
+    const decoder = new TextDecoder();
+    tls = {
+      cert: decoder.decode(await read("--tls-cert", config.tlsCertPath)),
+      key: decoder.decode(await read("--tls-key", config.tlsKeyPath)),
+    };
+  }
+  return { credentials, tls };
 }
 
 /** `kumo-gateway` command line (reference §1.4); resolves to the exit code. */
@@ -299,7 +391,10 @@ export function main(argv: string[]): Promise<number> {
     const textListen = config.textListen && await resolveAddress(config.textListen);
     const binaryListen = config.binaryListen && await resolveAddress(config.binaryListen);
     const cloudyListen = config.cloudyListen && await resolveAddress(config.cloudyListen);
+    const { credentials, tls } = await readSecurityFiles(config);
     const gateway = Gateway.start({
+      credentials,
+      tls,
       managers,
       textListen,
       binaryListen,
@@ -322,6 +417,8 @@ export function main(argv: string[]): Promise<number> {
     if (gateway.metricsAddress) {
       logger.info(`metrics on http://${formatAddress(gateway.metricsAddress)}/metrics`);
     }
+    if (credentials) logger.info(`client authentication on (${credentials.userCount} users)`);
+    if (tls) logger.info("TLS on the client ports");
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);
     }

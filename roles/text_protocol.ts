@@ -33,6 +33,8 @@ import { answerStats, type StatEntries, type StatsAnswer } from "./stats_groups.
 import { executeMeta } from "./meta_protocol.ts";
 import { arithmeticCommand, storeCommand, touchCommand } from "./memcached_commands.ts";
 
+const encoder = new TextEncoder();
+
 export interface TextProtocolSettings {
   maxItemBytes: number;
   nowSeconds: () => number;
@@ -51,9 +53,27 @@ export function textProtocol(
   const stats = settings.stats ?? new GatewayStats(settings.nowSeconds);
   const withStats: ExecuteSettings = { ...settings, stats };
   return {
-    parse: (buffer, offset) => parseTextRequest(buffer, offset, limits),
+    parse: (buffer, offset) => {
+      const step = parseTextRequest(buffer, offset, limits);
+      if (step.kind !== "error" || step.unlinkKey === undefined) return step;
+      const reply = step.reply === "" ? null : encoder.encode(step.reply);
+      return { ...step, deferredReply: unlinkThenAnswer(client, step.unlinkKey, reply) };
+    },
     execute: (request) => execute(client, withStats, request),
   };
+}
+
+/**
+ * A too-large `set`/`ms`: memcached removes the key's old value before it answers, so a failed
+ * overwrite never leaves stale data. The answer is the same whether the delete worked or not.
+ */
+export async function unlinkThenAnswer(
+  client: ClusterClient,
+  key: Uint8Array,
+  reply: Reply,
+): Promise<Reply> {
+  await client.delete(key).catch(() => {});
+  return reply;
 }
 
 type ExecuteSettings = TextProtocolSettings & { stats: GatewayStats };
@@ -277,8 +297,6 @@ export function concat(parts: Uint8Array[], bytes: number): Uint8Array {
   }
   return out;
 }
-
-const encoder = new TextEncoder();
 
 /** A `stats <group>` answer as memcached writes it on the text protocol. */
 function statsReply(answer: StatsAnswer): Uint8Array {

@@ -84,11 +84,13 @@ case $set_name in
         -s | --store) value=store ;;
         -o | --log | -g | --binary-log) value=file ;;
         -d | --daemon) value=file daemon=yes ;;
+        --auth-file | --tls-cert | --tls-key) value=readable ;;
       esac
       case $arg in
         --store=*) value=store arg=${arg#--store=} ;;
         --log=* | --binary-log=*) value=file arg=${arg#*=} ;;
         --daemon=*) value=file daemon=yes arg=${arg#*=} ;;
+        --auth-file=* | --tls-cert=* | --tls-key=*) value=readable arg=${arg#*=} ;;
       esac
       if [ "$value" = store ] && [ "$set_name" = server ]; then
         directory=$(dirname -- "$(absolute "$arg")")
@@ -96,6 +98,9 @@ case $set_name in
         add_write "$directory"
       elif [ "$value" = file ] && [ "$arg" != "-" ]; then
         add_write "$(absolute "$arg")"
+      elif [ "$value" = readable ] && [ "$set_name" = gateway ]; then
+        # The gateway's credentials and TLS files: read once at start.
+        add_read "$(absolute "$arg")"
       fi
       previous=$arg
     done

@@ -20,6 +20,7 @@ import {
 import { KUMO_VERSION } from "../core/messages.ts";
 import type { Gateway } from "../roles/gateway.ts";
 import { TestCluster } from "./helpers/cluster.ts";
+import { closeMemjs } from "./helpers/memjs.ts";
 
 const LOCALHOST = "127.0.0.1";
 const k = latin1;
@@ -570,21 +571,6 @@ Deno.test("cloudy port: responses as they complete, matched by opaque", async (t
 });
 
 // ---- memjs -----------------------------------------------------------------------------------
-
-/** Ends a memjs client and waits until its socket is closed (the sanitizers check). */
-async function closeMemjs(client: memjs.Client): Promise<void> {
-  // deno-lint-ignore no-explicit-any
-  const sockets = (client as any).servers.map((server: any) => server._socket).filter(Boolean);
-  const closed = sockets.map((
-    socket: { destroyed: boolean; once: (e: string, f: () => void) => void },
-  ) =>
-    socket.destroyed
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => socket.once("close", resolve))
-  );
-  client.close();
-  await Promise.all(closed);
-}
 
 Deno.test("memjs (npm, binary protocol) works against the gateway", async () => {
   await using cluster = await TestCluster.start();

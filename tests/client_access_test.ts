@@ -12,6 +12,7 @@ import memjs from "memjs";
 import { asciiAuthToken, parseAuthFile, saslPlainToken } from "../core/client_auth.ts";
 import { encodeRequest } from "../core/memcached_binary.ts";
 import { TestCluster, waitFor } from "./helpers/cluster.ts";
+import { closeMemjs } from "./helpers/memjs.ts";
 import { freePorts, runCommand, RunningProcess } from "./helpers/processes.ts";
 import { TextClient } from "./helpers/text_client.ts";
 
@@ -77,21 +78,6 @@ Deno.test("ASCII auth token and SASL PLAIN message", () => {
 });
 
 // ---- memjs ----------------------------------------------------------------------------------
-
-/** Ends a memjs client and waits until its socket is closed (the sanitizers check). */
-async function closeMemjs(client: memjs.Client): Promise<void> {
-  // deno-lint-ignore no-explicit-any
-  const sockets = (client as any).servers.map((server: any) => server._socket).filter(Boolean);
-  const closed = sockets.map((
-    socket: { destroyed: boolean; once: (e: string, f: () => void) => void },
-  ) =>
-    socket.destroyed
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => socket.once("close", resolve))
-  );
-  client.close();
-  await Promise.all(closed);
-}
 
 function memjsClient(port: number, login?: { username: string; password: string }) {
   return memjs.Client.create(`${LOCALHOST}:${port}`, {

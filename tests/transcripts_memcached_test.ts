@@ -10,6 +10,7 @@ import {
   escapeBytes,
   loadTranscripts,
   runTranscriptOverTcp,
+  type Transcript,
   TRANSCRIPT_AUTH_FILE,
 } from "./helpers/transcript.ts";
 
@@ -94,6 +95,13 @@ async function stopMemcached(server: RunningMemcached): Promise<void> {
   await server.stderr;
 }
 
+/** Each transcript as a step, replayed over TCP against 127.0.0.1:`port`. */
+async function replayEach(t: Deno.TestContext, port: number, transcripts: Transcript[]) {
+  for (const transcript of transcripts) {
+    await t.step(transcript.name, () => runTranscriptOverTcp("127.0.0.1", port, transcript));
+  }
+}
+
 Deno.test({
   name: "transcripts replay byte-exact against real memcached",
   ignore: !memcachedInstalled,
@@ -102,12 +110,7 @@ Deno.test({
     if (transcripts.length === 0) throw new Error("no transcripts found");
     const server = await startMemcached();
     try {
-      for (const transcript of transcripts) {
-        await t.step(
-          transcript.name,
-          () => runTranscriptOverTcp("127.0.0.1", server.port, transcript),
-        );
-      }
+      await replayEach(t, server.port, transcripts);
       await t.step(
         "parser errors equal memcached's replies on random lines",
         () => compareRandomLines(server.port),
@@ -128,12 +131,7 @@ Deno.test({
     await Deno.writeTextFile(authFile, TRANSCRIPT_AUTH_FILE);
     const server = await startMemcached(["-Y", authFile]);
     try {
-      for (const transcript of transcripts) {
-        await t.step(
-          transcript.name,
-          () => runTranscriptOverTcp("127.0.0.1", server.port, transcript),
-        );
-      }
+      await replayEach(t, server.port, transcripts);
     } finally {
       await stopMemcached(server);
       await Deno.remove(authFile);
@@ -193,12 +191,7 @@ Deno.test({
       Deno.env.set("SASL_CONF_PATH", dir);
       const server = await startMemcached(["-S"]);
       try {
-        for (const transcript of transcripts) {
-          await t.step(
-            transcript.name,
-            () => runTranscriptOverTcp("127.0.0.1", server.port, transcript),
-          );
-        }
+        await replayEach(t, server.port, transcripts);
       } finally {
         await stopMemcached(server);
       }

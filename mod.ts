@@ -2,6 +2,18 @@
  * kumo's public API: embed a whole cluster (managers, servers, gateways) in one Deno program,
  * as the tests do, or use its parts (rings, clock, stores, RPC).
  *
+ * `Client` talks to a running cluster without a gateway: memcached's commands from a Deno
+ * program, routed by the rings straight to the servers, with the gateway's retry rules.
+ *
+ * @example Set and get through the embedded client
+ * ```ts ignore
+ * import { Client } from "./mod.ts";
+ * await using client = await Client.connect({ managers: ["127.0.0.1:19700"] });
+ * await client.set("greeting", "hello", { expireSeconds: 60 });
+ * const item = await client.get("greeting");
+ * console.log(item && new TextDecoder().decode(item.value)); // "hello"
+ * ```
+ *
  * @module
  */
 export { Manager, type ManagerSettings } from "./roles/manager.ts";
@@ -14,6 +26,18 @@ export {
   type GetResult,
   type StoreResult,
 } from "./roles/cluster_client.ts";
+/** The embedded client (no gateway hop) and its types; failures are `ClientError`s. */
+export {
+  type CasOutcome,
+  Client,
+  type ClientOptions,
+  type DeleteOutcome,
+  type Item,
+  type StoreOptions,
+  type StoreOutcome,
+  type TouchOutcome,
+} from "./roles/client.ts";
+export { ClientError, type ClientErrorCode } from "./core/client_error.ts";
 export { SqliteStore } from "./roles/sqlite_store.ts";
 export { connectRpc, RpcError, RpcListener, RpcSession } from "./roles/rpc.ts";
 export { HashSpace } from "./core/hash_space.ts";

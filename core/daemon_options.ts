@@ -30,6 +30,9 @@ export const DEFAULT_PORTS = {
   cloudy: 11611,
 } as const;
 
+/** `--metrics` given without a port (kumofs had no HTTP listener; 9100 is node_exporter's). */
+export const DEFAULT_METRICS_PORT = 9107;
+
 /** Longer periods would overflow timers (2^31 ms) and are never meant. */
 const MAX_PERIOD_SECONDS = 86_400;
 /** Below a millisecond the conversion to ms would round to zero. */
@@ -120,6 +123,14 @@ function commonOptions(clockIntervalSeconds: number) {
       long: "--daemon",
       valueName: "path.pid",
       description: "run as a daemon and write the pid file",
+    },
+    // Long form only: -M is the server's replace memory limit already.
+    metrics: {
+      kind: "listen",
+      long: "--metrics",
+      defaultPort: DEFAULT_METRICS_PORT,
+      description:
+        "serve Prometheus /metrics (manager: and a status page) over HTTP; off if absent",
     },
   } as const;
 }
@@ -349,6 +360,25 @@ export const GATEWAY_COMMAND = {
       max: 1024 * 1024 * 1024,
       description: "maximum value size (suffixes k and m allowed)",
     },
+    authFile: {
+      kind: "string",
+      long: "--auth-file",
+      valueName: "path",
+      description: "require clients to log in: user:password lines (memcached -Y); " +
+        "text: ASCII auth, binary: SASL PLAIN",
+    },
+    tlsCert: {
+      kind: "string",
+      long: "--tls-cert",
+      valueName: "path",
+      description: "TLS on the client ports: certificate chain, PEM (with --tls-key)",
+    },
+    tlsKey: {
+      kind: "string",
+      long: "--tls-key",
+      valueName: "path",
+      description: "TLS on the client ports: private key, PEM (with --tls-cert)",
+    },
     ...gatewayCommon,
     // On the gateway the short -k is the key prefix (as in kumofs); only the long form remains.
     keepaliveInterval: { ...gatewayCommon.keepaliveInterval, short: undefined },
@@ -374,6 +404,8 @@ export interface CommonConfig {
   readonly writeThreads: number;
   /** Accepted for compatibility; no effect. */
   readonly readThreads: number;
+  /** `--metrics`: Prometheus metrics over HTTP (absent = off). */
+  readonly metricsListen?: NodeAddress;
 }
 
 export interface ManagerConfig extends CommonConfig {
@@ -426,6 +458,11 @@ export interface GatewayConfig extends CommonConfig {
   readonly localCache?: string;
   readonly keyPrefix: string;
   readonly maxItemBytes: number;
+  /** Client credentials file (`--auth-file`); absent = clients need no login. */
+  readonly authFilePath?: string;
+  /** TLS certificate and key files (`--tls-cert`, `--tls-key`): both or neither. */
+  readonly tlsCertPath?: string;
+  readonly tlsKeyPath?: string;
 }
 
 type CommonValues = OptionValues<ReturnType<typeof commonOptions>>;
@@ -447,6 +484,7 @@ function commonConfig(values: CommonValues): CommonConfig {
     connectRetryLimit: values.connectRetryLimit,
     writeThreads: values.writeThreads,
     readThreads: values.readThreads,
+    metricsListen: values.metrics,
   };
 }
 
@@ -550,6 +588,13 @@ export function parseGatewayOptions(argv: readonly string[]): ParseResult<Gatewa
   const v = result.values;
   const clash = mustDiffer(GATEWAY_COMMAND, "manager2", v.manager2, "manager1", v.manager1);
   if (clash) return clash;
+  if ((v.tlsCert === undefined) !== (v.tlsKey === undefined)) {
+    const { tlsCert, tlsKey } = GATEWAY_COMMAND.options;
+    return optionError(
+      GATEWAY_COMMAND,
+      `${optionDisplayName(tlsCert)} and ${optionDisplayName(tlsKey)} go together`,
+    );
+  }
   if (!v.memprotoText && !v.memprotoBinary && !v.cloudy) {
     const { memprotoText, memprotoBinary, cloudy } = GATEWAY_COMMAND.options;
     return optionError(
@@ -578,6 +623,9 @@ export function parseGatewayOptions(argv: readonly string[]): ParseResult<Gatewa
       localCache: v.localCache,
       keyPrefix: v.keyPrefix,
       maxItemBytes: v.maxItemSize,
+      authFilePath: v.authFile,
+      tlsCertPath: v.tlsCert,
+      tlsKeyPath: v.tlsKey,
     }),
   };
 }

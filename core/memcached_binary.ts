@@ -204,6 +204,8 @@ export type BinaryParse =
     readonly consumed: number;
     readonly swallowBytes?: number;
     readonly closeAfter?: boolean;
+    /** A key whose current value must be removed before `reply` is sent (a too-large SET). */
+    readonly unlinkKey?: Uint8Array;
   };
 
 export interface BinaryLimits {
@@ -422,7 +424,20 @@ export function parseBinaryRequest(
   if (!shape.valid(h)) return fail(BinaryStatus.InvalidArguments, true);
   const valueLength = h.bodyLength - h.keyLength - h.extrasLength;
   if (shape.carriesValue && valueLength > limits.maxValueBytes) {
-    return fail(BinaryStatus.ValueTooLarge, false, h.bodyLength);
+    if (h.opcode !== BinaryOpcode.Set && h.opcode !== BinaryOpcode.SetQ) {
+      return fail(BinaryStatus.ValueTooLarge, false, h.bodyLength);
+    }
+    // memcached unlinks the old item of a too-large SET/SETQ (so a failed overwrite leaves no
+    // stale data): wait for the key, then swallow only the value.
+    const keyEnd = BINARY_HEADER_BYTES + h.extrasLength + h.keyLength;
+    if (available < keyEnd) return INCOMPLETE;
+    return {
+      kind: "error",
+      reply: encodeErrorResponse(h.opcode, h.opaque, BinaryStatus.ValueTooLarge),
+      consumed: keyEnd,
+      swallowBytes: valueLength,
+      unlinkKey: buffer.slice(offset + keyEnd - h.keyLength, offset + keyEnd),
+    };
   }
   // Every shape without a value bounds the body by the key (≤ 250) and extras (≤ 20).
   const packetLength = BINARY_HEADER_BYTES + h.bodyLength;

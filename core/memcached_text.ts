@@ -231,6 +231,12 @@ export type TextParse =
     swallowBytes?: number;
     /** Close the connection after sending `reply`. */
     closeAfter?: boolean;
+    /**
+     * A key whose current value must be removed before `reply` is sent: memcached unlinks the
+     * old item when a `set` or `ms` value is too large, so a failed overwrite never leaves
+     * stale data behind.
+     */
+    unlinkKey?: Uint8Array;
   };
 
 const LF = 10;
@@ -454,6 +460,9 @@ function parseLine(
       return request({ command: "version" }, lineConsumed);
     case "quit":
       return request({ command: "quit" }, lineConsumed);
+    case "shutdown":
+      // memcached without -A (shutdown over the protocol is never enabled on a gateway).
+      return error("ERROR: shutdown not enabled\r\n", lineConsumed);
     case "verbosity":
       if (ntokens !== 3 && ntokens !== 4) return error(ERROR, lineConsumed);
       return parseVerbosity(buf, ntokens, lineConsumed);
@@ -470,8 +479,52 @@ function parseLine(
     case "me":
       return parseMetaDebug(buf, ntokens, lineConsumed, limits);
     default:
-      return error(ERROR, lineConsumed);
+      return unknownCommand(buf, count, lineConsumed);
   }
+}
+
+/**
+ * Commands memcached 1.6.18 dispatches by their first letter (a, c, d, g, i, s, t, and m with
+ * two letters) or by their whole name: an unknown one of these is always ERROR.
+ */
+const MEMCACHED_DISPATCHED_NAMES: ReadonlySet<string> = new Set([
+  "bget",
+  "flush_all",
+  "version",
+  "quit",
+  "lru_crawler",
+  "watch",
+  "verbosity",
+  "lru",
+  "extstore",
+  "refresh_certs",
+  "debugtime",
+]);
+const DISPATCHED_FIRST_LETTERS = "acdgist";
+
+/**
+ * An unknown command: ERROR, except that memcached closes the connection without a word when the
+ * line's last token starts with "HTTP/" (`GET / HTTP/1.1`): an HTTP client, or a cross-protocol
+ * attack smuggling commands through one, gets nothing back. memcached applies this only in its
+ * final fallback, so names it dispatches elsewhere still answer ERROR; the "last token" is the
+ * 23rd when a line has more (its tokenizer stops there).
+ */
+function unknownCommand(buf: Uint8Array, count: number, lineConsumed: number): TextParse {
+  const name = tokenString(buf, 0);
+  const first = String.fromCharCode(buf[starts[0]]);
+  const dispatched = DISPATCHED_FIRST_LETTERS.includes(first) ||
+    (first === "m" && tokenLength(0) === 2) || MEMCACHED_DISPATCHED_NAMES.has(name);
+  if (!dispatched) {
+    const last = Math.min(count, MAX_TOKENS - 1) - 1;
+    const s = starts[last];
+    if (
+      ends[last] - s >= 5 && buf[s] === 72 && buf[s + 1] === 84 && buf[s + 2] === 84 &&
+      buf[s + 3] === 80 && buf[s + 4] === 47
+    ) {
+      return { kind: "error", reply: "", consumed: lineConsumed, closeAfter: true };
+    }
+  }
+  return error(ERROR, lineConsumed);
 }
 
 function isNoreply(buf: Uint8Array, ntokens: number): boolean {
@@ -555,6 +608,8 @@ function parseStore(
       reply: noreply ? "" : TOO_LARGE,
       consumed: lineConsumed,
       swallowBytes: bytes + 2,
+      // memcached unlinks the old item for `set` only (add/replace/append/prepend/cas keep it).
+      ...(command === "set" ? { unlinkKey: tokenView(buf, 1).slice() } : {}),
     };
   }
   const state = dataBlockState(buf, dataStart, bytes);
@@ -694,11 +749,12 @@ function parseMetaSet(
     return error(BAD_FORMAT, lineConsumed);
   }
   // From here on memcached knows the data length and swallows the block after an error.
-  const swallow = (reply: string): TextParse => ({
+  const swallow = (reply: string, unlinkKey?: Uint8Array): TextParse => ({
     kind: "error",
     reply,
     consumed: lineConsumed,
     swallowBytes: bytes + 2,
+    ...(unlinkKey ? { unlinkKey } : {}),
   });
   const parsed = parseMetaFlags(buf, starts, ends, 3, count, tokenView(buf, 1));
   if (!parsed.ok) return swallow(parsed.error + "\r\n");
@@ -708,7 +764,10 @@ function parseMetaSet(
   if (hasOverlongOpaque(buf, starts, ends, 3, count)) {
     return swallow("CLIENT_ERROR opaque token too long\r\n");
   }
-  if (bytes > limits.maxValueBytes) return swallow(TOO_LARGE);
+  if (bytes > limits.maxValueBytes) {
+    // memcached unlinks the old item whatever the M mode (and even with q).
+    return swallow(TOO_LARGE, parsed.key.slice());
+  }
   const state = dataBlockState(buf, dataStart, bytes);
   if (state === "incomplete") return INCOMPLETE;
   const consumed = lineConsumed + bytes + 2;

@@ -33,6 +33,7 @@ import { KUMO_VERSION } from "../core/messages.ts";
 import type { ClusterClient } from "./cluster_client.ts";
 import { answerStats, type StatsContext } from "./stats_groups.ts";
 import type { FrontEndProtocol, ParseStep, Reply } from "./connection_loop.ts";
+import { unlinkThenAnswer } from "./text_protocol.ts";
 
 export interface BinaryProtocolSettings {
   /** Largest value accepted (memcached -I). */
@@ -53,7 +54,12 @@ export function binaryProtocol(
 ): FrontEndProtocol<BinaryRequest> {
   const limits = { maxValueBytes: settings.maxItemBytes };
   return {
-    parse: (buffer, offset) => quitAsClose(parseBinaryRequest(buffer, offset, limits)),
+    parse: (buffer, offset) => {
+      const step = parseBinaryRequest(buffer, offset, limits);
+      if (step.kind === "request") return quitAsClose(step);
+      if (step.kind !== "error" || step.unlinkKey === undefined) return step;
+      return { ...step, deferredReply: unlinkThenAnswer(client, step.unlinkKey, step.reply) };
+    },
     execute: (request) => executeBinary(client, settings, request),
   };
 }

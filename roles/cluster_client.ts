@@ -4,8 +4,10 @@
  * meta, cloudy) turns its requests into these calls.
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
+import { type BinaryLogSink, gatewayFailedEntry } from "../core/binary_log_records.ts";
 import { decodeDbValue, encodeDbKey, encodeDbValue } from "../core/db_record.ts";
 import { hash64 } from "../core/hash.ts";
+import { HotKeySampler, type HotKeySamplerOptions } from "../core/hot_key_sampler.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { silenceLimitMs } from "../core/liveness.ts";
 import {
@@ -43,9 +45,13 @@ export interface ClusterClientSettings {
   keepaliveIntervalMs?: number;
   keyPrefix?: Uint8Array;
   asyncDelete?: boolean;
+  /** Sampling of the hottest keys (`stats hotkeys`). */
+  hotKeys?: HotKeySamplerOptions;
   logger?: Logger;
   /** The shared cluster key (`--cluster-key`) this gateway proves to managers and servers. */
   clusterKey?: Uint8Array;
+  /** `-g`: gets, stores and deletes that finally failed (eg, es, ed) go here; absent = none. */
+  binaryLog?: BinaryLogSink;
 }
 
 export type GetResult =
@@ -142,13 +148,21 @@ const STORE_MODE_OPERATION: Record<Exclude<StoreMode, "set">, number> = {
 export class ClusterClient {
   writeHashSpace: HashSpace = HashSpace.empty();
   readHashSpace: HashSpace = HashSpace.empty();
+  /** For the metrics: calls to servers that failed (each retried while tries remain). */
+  readonly failures = { attempts: 0, timeouts: 0 };
 
-  #settings: Required<Omit<ClusterClientSettings, "managers" | "logger" | "clusterKey">>;
+  /** The most requested keys, sampled from every operation (`stats hotkeys`). */
+  readonly hotKeys: HotKeySampler;
+
+  #settings: Required<
+    Omit<ClusterClientSettings, "managers" | "logger" | "hotKeys" | "binaryLog" | "clusterKey">
+  >;
   readonly #clusterKey: Uint8Array | undefined;
   readonly #complainAboutKey: (peer: NodeAddress, error: unknown) => string | undefined;
   /** Why the managers gave no rings, when it is the cluster key (answers "no server" with it). */
   #ringProblem: string | undefined;
   #log: Logger;
+  readonly #binaryLog: BinaryLogSink | undefined;
   #managers: RpcSession[];
   #servers = new Map<string, RpcSession>();
   #errorCount = 0;
@@ -167,6 +181,8 @@ export class ClusterClient {
     this.#log = settings.logger ?? silentLogger();
     this.#clusterKey = settings.clusterKey;
     this.#complainAboutKey = clusterKeyComplainer(this.#log);
+    this.hotKeys = new HotKeySampler(settings.hotKeys);
+    this.#binaryLog = settings.binaryLog;
     this.#settings = {
       getRetry: settings.getRetry ?? 5,
       setRetry: settings.setRetry ?? 20,
@@ -277,12 +293,17 @@ export class ClusterClient {
 
   /** kumofs incrError: every `renewThreshold + 1`-th failure re-requests the rings. */
   #countError(): void {
+    this.failures.attempts++;
     if (this.#errorCount >= this.#settings.renewThreshold) {
       this.#errorCount = 0;
       this.renewHashSpaces();
     } else {
       this.#errorCount++;
     }
+  }
+
+  #countTimeout(error: unknown): void {
+    if (error instanceof RpcError && error.code === RpcErrorCode.TIMEOUT) this.failures.timeouts++;
   }
 
   #server(address: NodeAddress): RpcSession {
@@ -327,6 +348,7 @@ export class ClusterClient {
   // ---- operations ------------------------------------------------------------------------
 
   async get(key: Uint8Array): Promise<GetResult> {
+    this.hotKeys.observe(key);
     const dbKey = this.#dbKey(key);
     const hash = new DataView(dbKey.buffer).getBigUint64(0, false);
     const attempts = READ_ATTEMPTS_PER_ROUND * this.#settings.getRetry;
@@ -354,6 +376,7 @@ export class ClusterClient {
           };
         } catch (error) {
           lastError = errorMessage(error);
+          this.#countTimeout(error);
         }
       }
       this.#countError();
@@ -362,17 +385,30 @@ export class ClusterClient {
         await this.#retryPause(attempt / READ_ATTEMPTS_PER_ROUND);
       }
     }
+    this.#binaryLog?.write(gatewayFailedEntry("get", key, lastError));
     return { kind: "error", message: lastError };
   }
 
+  /** An operation finally failed: with -g, its record; the result is passed through. */
+  #failed<Result>(
+    operation: "set" | "delete",
+    key: Uint8Array,
+    result: Result & { kind: "error"; message: string },
+    value?: Uint8Array,
+  ): Result {
+    this.#binaryLog?.write(gatewayFailedEntry(operation, key, result.message, value));
+    return result;
+  }
+
   async set(request: StoreRequest): Promise<StoreResult> {
+    this.hotKeys.observe(request.key);
     const mode = request.mode ?? "set";
     if (mode !== "set") {
       const reply = await this.#mutate(request.key, STORE_MODE_OPERATION[mode], request, {
         cas: request.casUnique,
         async: request.async,
       });
-      if (reply.kind === "error") return reply;
+      if (reply.kind === "error") return this.#failed("set", request.key, reply, request.value);
       switch (reply.status) {
         case MutateStatus.Ok:
           return { kind: "stored", cas: reply.clockTime };
@@ -412,7 +448,7 @@ export class ClusterClient {
       this.#settings.setRetry,
       repeatable,
     );
-    if (reply.kind === "error") return reply;
+    if (reply.kind === "error") return this.#failed("set", request.key, reply, request.value);
     if (typeof reply.value === "bigint") return { kind: "stored", cas: reply.value };
     if (reply.value === false) return { kind: "exists" };
     if (reply.value === 0) return { kind: "not_found" };
@@ -428,12 +464,13 @@ export class ClusterClient {
     key: Uint8Array,
     options: { async?: boolean; casUnique?: bigint } = {},
   ): Promise<DeleteResult> {
+    this.hotKeys.observe(key);
     if (options.casUnique !== undefined) {
       const reply = await this.#mutate(key, MutateOperation.Delete, undefined, {
         cas: options.casUnique,
         async: options.async,
       });
-      if (reply.kind === "error") return reply;
+      if (reply.kind === "error") return this.#failed("delete", key, reply);
       if (reply.status === MutateStatus.Ok) return { kind: "deleted" };
       return reply.status === MutateStatus.Exists ? { kind: "exists" } : { kind: "not_found" };
     }
@@ -446,12 +483,13 @@ export class ClusterClient {
       this.#settings.deleteRetry,
       false,
     );
-    if (reply.kind === "error") return reply;
+    if (reply.kind === "error") return this.#failed("delete", key, reply);
     return reply.value === true ? { kind: "deleted" } : { kind: "not_found" };
   }
 
   /** incr/decr at the key's coordinator (atomic there). */
   async arithmetic(request: ArithmeticRequest): Promise<ArithmeticResult> {
+    this.hotKeys.observe(request.key);
     const initial = request.initial && encodeDbValue({
       clockTime: 0n,
       flags: request.initial.flags,
@@ -498,6 +536,7 @@ export class ClusterClient {
     expireAt: number,
     options: { async?: boolean } = {},
   ): Promise<TouchResult> {
+    this.hotKeys.observe(key);
     const reply = await this.#mutate(key, MutateOperation.Touch, undefined, {
       expireAt,
       async: options.async,
@@ -510,6 +549,7 @@ export class ClusterClient {
 
   /** memcached gat: the item with its expiry updated, in one atomic step. */
   async getAndTouch(key: Uint8Array, expireAt: number): Promise<GetResult> {
+    this.hotKeys.observe(key);
     const reply = await this.#mutate(key, MutateOperation.GetAndTouch, undefined, { expireAt });
     if (reply.kind === "error") return reply;
     const record = reply.record;
@@ -620,6 +660,7 @@ export class ClusterClient {
         } catch (error) {
           lastError = errorMessage(error);
           changedNothing = refusedBeforeActing(error);
+          this.#countTimeout(error);
         }
       }
       this.#countError();

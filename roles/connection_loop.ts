@@ -20,6 +20,8 @@ export type ParseStep<Request> =
     /** Bytes after `consumed` to discard as they arrive (a rejected value's data block). */
     readonly swallowBytes?: number;
     readonly closeAfter?: boolean;
+    /** Sent instead of `reply` when given: an error answer that needs work first. */
+    readonly deferredReply?: Promise<Reply>;
   };
 
 /** A reply: bytes, nothing (noreply), or "close" to end the connection after earlier replies. */
@@ -100,7 +102,9 @@ export async function serveConnection<Request>(
         if (step.kind === "incomplete") break;
         start += step.consumed;
         if (step.kind === "error") {
-          if (step.reply.length > 0) {
+          if (step.deferredReply) {
+            replies.push(step.deferredReply);
+          } else if (step.reply.length > 0) {
             replies.push(typeof step.reply === "string" ? encoder.encode(step.reply) : step.reply);
           }
           swallow = step.swallowBytes ?? 0;

@@ -1,10 +1,15 @@
 /**
  * What the three daemons' `main()` share: option parsing with `--help` and usage errors,
- * one-line errors with exit code 1 (never a stack trace), logging, and a clean stop on
- * SIGINT/SIGTERM.
+ * one-line errors with exit code 1 (never a stack trace), logging (`-o`), the binary log
+ * (`-g`), running in the background with a pid file (`-d`, roles/daemonize.ts), a clean stop on
+ * SIGINT/SIGTERM (role closed — sockets, store committed — pid file removed, exit 0) and SIGHUP
+ * reopening the `-o` and `-g` files for logrotate.
  */
+import type { BinaryLogSink } from "../core/binary_log_records.ts";
 import type { ParseResult } from "../core/options.ts";
 import { errorText } from "./error_text.ts";
+import { BinaryLogFile } from "./binary_log_file.ts";
+import { announceReady, DAEMON_CHILD_MARKER, detach, removePidFile } from "./daemonize.ts";
 import { createLogger, type Logger } from "./log.ts";
 
 export interface Closable {
@@ -15,16 +20,43 @@ function printLine(stream: typeof Deno.stderr, text: string): void {
   stream.writeSync(new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n"));
 }
 
+/** The settings runDaemon reads from every role's config. */
+interface DaemonConfig {
+  verbose: boolean;
+  logPath?: string;
+  binaryLogPath?: string;
+  daemonPidPath?: string;
+}
+
+/** Files a role's config names, for the `-d` child's read/write grants (roles/daemonize.ts). */
+function configPaths(config: DaemonConfig): string[] {
+  const named = config as DaemonConfig & { storePath?: string; offerTmpDir?: string };
+  const paths = [
+    config.logPath === "-" ? undefined : config.logPath,
+    config.binaryLogPath,
+    config.daemonPidPath,
+    named.storePath,
+    named.storePath && `${named.storePath}-wal`,
+    named.storePath && `${named.storePath}-shm`,
+    named.offerTmpDir,
+  ];
+  return paths.filter((path): path is string => !!path);
+}
+
 /**
- * Runs a daemon: `parse(argv)`, then `start(config, logger)`; stays up until a signal.
- * Returns the process exit code.
+ * Runs a daemon: `parse(argv)`, then `start(config, logger, binaryLog)`; stays up until a
+ * signal. `binaryLog` is undefined without `-g`. Returns the process exit code.
  */
-export async function runDaemon<Config extends { verbose: boolean; logPath?: string }>(
+export async function runDaemon<Config extends DaemonConfig>(
   name: string,
   argv: string[],
   parse: (argv: string[]) => ParseResult<Config>,
-  start: (config: Config, logger: Logger) => Promise<Closable>,
+  start: (config: Config, logger: Logger, binaryLog?: BinaryLogSink) => Promise<Closable>,
 ): Promise<number> {
+  const child = argv[0] === DAEMON_CHILD_MARKER;
+  if (child) argv = argv.slice(1);
+  // The -d child has no stderr: its start-up errors go up its stdout pipe to the parent.
+  const errorStream = child ? Deno.stdout : Deno.stderr;
   const parsed = parse(argv);
   if (parsed.kind === "help") {
     printLine(Deno.stdout, parsed.text);
@@ -33,24 +65,65 @@ export async function runDaemon<Config extends { verbose: boolean; logPath?: str
   if (parsed.kind === "error") {
     // An unknown flag shows the usage; every other problem is one line naming flag and value.
     const showUsage = /unknown option|unexpected argument/i.test(parsed.message);
-    printLine(Deno.stderr, showUsage ? `${parsed.message}\n\n${parsed.usage}` : parsed.message);
+    printLine(errorStream, showUsage ? `${parsed.message}\n\n${parsed.usage}` : parsed.message);
     return 1;
+  }
+  const config = parsed.values;
+  if (config.daemonPidPath !== undefined && !child) {
+    return await detach(name, argv, configPaths(config), (line) => printLine(Deno.stderr, line));
   }
   let logger: Logger;
   try {
-    logger = createLogger({ verbose: parsed.values.verbose, path: parsed.values.logPath, name });
+    logger = createLogger({
+      verbose: config.verbose,
+      path: config.logPath,
+      name,
+      discardStdout: child,
+    });
   } catch (error) {
-    printLine(Deno.stderr, `${name}: cannot open log file: ${messageOf(error)}`);
+    printLine(errorStream, `${name}: cannot open log file: ${messageOf(error)}`);
     return 1;
   }
+  let binaryLog: BinaryLogFile | undefined;
+  if (config.binaryLogPath !== undefined) {
+    try {
+      binaryLog = BinaryLogFile.open(config.binaryLogPath, {
+        onError: (message) => logger.error(message),
+      });
+    } catch (error) {
+      printLine(errorStream, `${name}: cannot open binary log file: ${messageOf(error)}`);
+      logger.close();
+      return 1;
+    }
+  }
+  const closeLogs = () => {
+    binaryLog?.close();
+    logger.close();
+  };
   let role: Closable;
   try {
-    role = await start(parsed.values, logger);
+    role = await start(config, logger, binaryLog);
   } catch (error) {
-    printLine(Deno.stderr, `${name}: ${messageOf(error)}`);
-    logger.close();
+    printLine(errorStream, `${name}: ${messageOf(error)}`);
+    closeLogs();
     return 1;
   }
+  if (child && config.daemonPidPath !== undefined) {
+    try {
+      announceReady(config.daemonPidPath);
+    } catch (error) {
+      printLine(errorStream, `${name}: cannot write pid file: ${messageOf(error)}`);
+      await role.close();
+      closeLogs();
+      return 1;
+    }
+  }
+  const reopen = () => {
+    logger.reopen?.();
+    binaryLog?.reopen();
+    logger.info("log files reopened (SIGHUP)");
+  };
+  Deno.addSignalListener("SIGHUP", reopen);
   await new Promise<void>((resolve) => {
     const stop = () => {
       Deno.removeSignalListener("SIGINT", stop);
@@ -60,9 +133,12 @@ export async function runDaemon<Config extends { verbose: boolean; logPath?: str
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
+  Deno.removeSignalListener("SIGHUP", reopen);
   logger.info("stopping");
   await role.close();
-  logger.close();
+  if (child && config.daemonPidPath !== undefined) removePidFile(config.daemonPidPath);
+  logger.info("stopped");
+  closeLogs();
   return 0;
 }
 

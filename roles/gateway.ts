@@ -5,7 +5,8 @@
  * (roles/cluster_client.ts).
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
-import { parseGatewayOptions } from "../core/daemon_options.ts";
+import { gatewayStartEntry } from "../core/binary_log_records.ts";
+import { type GatewayConfig, parseGatewayOptions } from "../core/daemon_options.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "./cluster_client.ts";
@@ -21,7 +22,14 @@ import { listenError, runDaemon } from "./daemon.ts";
 import { resolveAddress } from "./resolve.ts";
 import { GatewayStats } from "./gateway_stats.ts";
 import { textProtocol } from "./text_protocol.ts";
+import { type Credentials, parseAuthFile } from "../core/client_auth.ts";
+import { errorText } from "./error_text.ts";
+import { type AuthGateContext, binaryAuthGate, textAuthGate } from "./client_auth_gate.ts";
+import { type Become, negotiatedProtocol, switchableProtocol } from "./protocol_switch.ts";
+import { silentLogger } from "./log.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
+import { gatewayRegistry, MeteredClusterClient } from "./gateway_metrics.ts";
+import { MetricsEndpoint } from "./metrics_endpoint.ts";
 
 export interface GatewaySettings extends ClusterClientSettings {
   /** memcached text protocol listen address (port 0 = any free port). */
@@ -34,6 +42,15 @@ export interface GatewaySettings extends ClusterClientSettings {
   maxItemBytes?: number;
   /** Injected wall clock (unix seconds) for expiry conversions. */
   nowSeconds?: () => number;
+  /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
+  metricsListen?: NodeAddress;
+  /**
+   * Client access control (`--auth-file`): text connections must log in with memcached's
+   * ASCII authentication, binary ones with SASL PLAIN. Absent = open, as memcached.
+   */
+  credentials?: Credentials;
+  /** TLS on every client port (`--tls-cert`, `--tls-key`): PEM contents. Absent = plain TCP. */
+  tls?: { cert: string; key: string };
 }
 
 const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
@@ -58,6 +75,7 @@ export class Gateway {
   #accepting: Promise<void>[] = [];
   #connections = new Map<Deno.Conn, Promise<void>>();
   #closed = false;
+  #metrics?: MetricsEndpoint;
 
   private constructor(
     client: ClusterClient,
@@ -69,7 +87,7 @@ export class Gateway {
     this.stats = new GatewayStats(clock);
     this.connections = new ConnectionRegistry(clock);
     this.#listeners = listeners;
-    const portOf = (listener?: Deno.TcpListener) =>
+    const portOf = (listener?: ClientListener) =>
       listener ? (listener.addr as Deno.NetAddr).port : undefined;
     this.textPort = portOf(listeners.text);
     this.binaryPort = portOf(listeners.binary);
@@ -77,13 +95,25 @@ export class Gateway {
   }
 
   static start(settings: GatewaySettings): Gateway {
-    const listeners = listenAll(settings);
-    const client = new ClusterClient(settings);
+    const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
+    let listeners: Listeners;
+    try {
+      listeners = listenAll(settings);
+    } catch (error) {
+      void metrics?.close();
+      throw error;
+    }
+    // Only a gateway with metrics times its commands (roles/gateway_metrics.ts).
+    const client = metrics ? new MeteredClusterClient(settings) : new ClusterClient(settings);
     const gateway = new Gateway(client, listeners, settings.nowSeconds);
+    if (metrics && client instanceof MeteredClusterClient) {
+      gateway.#metrics = metrics;
+      metrics.serve(gatewayRegistry(client, gateway.stats));
+    }
     const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
     const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     for (const listener of Object.values(listeners)) gateway.connections.addListener(listener.addr);
-    const gatewaySettings = () => settingsEntries(listeners, maxItemBytes);
+    const gatewaySettings = () => settingsEntries(listeners, maxItemBytes, settings);
     // One set of counters for the whole gateway, shared by every connection and protocol.
     const protocolSettings = {
       maxItemBytes,
@@ -100,6 +130,7 @@ export class Gateway {
         stats: gateway.stats,
         connections: gateway.connections,
         settings: gatewaySettings,
+        hotKeys: client.hotKeys,
       },
     };
     const limits: ConnectionLimits = {
@@ -109,13 +140,38 @@ export class Gateway {
     // One protocol object per connection: the cloudy one tracks the connection's requests.
     const tracked = <R>(protocol: FrontEndProtocol<R>, info: ConnectionInfo) =>
       trackCommands(protocol, info, nowSeconds);
+    // Decided once per connection: without --auth-file no gate is built (nothing per request).
+    const { credentials } = settings;
+    const logger = settings.logger ?? silentLogger();
+    const gated = (
+      protocol: FrontEndProtocol<unknown>,
+      gate: typeof textAuthGate,
+      info: ConnectionInfo,
+      become: Become,
+    ) => {
+      if (!credentials) return protocol;
+      const context: AuthGateContext = { credentials, logger, peer: info.peer };
+      return gate(protocol, context, become);
+    };
+    const binaryOn = (info: ConnectionInfo, become: Become) =>
+      gated(tracked(binaryProtocol(client, binarySettings), info), binaryAuthGate, info, become);
     if (listeners.text) {
+      // memcached's negotiation: a connection whose first byte is 0x80 speaks binary.
       gateway.#accept(
         listeners.text,
         (connection, info) =>
           serveConnection(
             connection,
-            tracked(textProtocol(client, protocolSettings), info),
+            negotiatedProtocol(
+              (become) =>
+                gated(
+                  tracked(textProtocol(client, protocolSettings), info),
+                  textAuthGate,
+                  info,
+                  become,
+                ),
+              (become) => binaryOn(info, become),
+            ),
             limits,
           ),
       );
@@ -126,7 +182,9 @@ export class Gateway {
         (connection, info) =>
           serveConnection(
             connection,
-            tracked(binaryProtocol(client, binarySettings), info),
+            credentials
+              ? switchableProtocol((become) => binaryOn(info, become))
+              : tracked(binaryProtocol(client, binarySettings), info),
             limits,
           ),
       );
@@ -138,7 +196,16 @@ export class Gateway {
         (connection, info) =>
           serveConnection(
             connection,
-            tracked(cloudyProtocol(client, binarySettings), info),
+            credentials
+              ? switchableProtocol((become) =>
+                gated(
+                  tracked(cloudyProtocol(client, binarySettings), info),
+                  binaryAuthGate,
+                  info,
+                  become,
+                )
+              )
+              : tracked(cloudyProtocol(client, binarySettings), info),
             cloudyLimits,
           ),
       );
@@ -147,7 +214,7 @@ export class Gateway {
   }
 
   #accept(
-    listener: Deno.TcpListener,
+    listener: ClientListener,
     serve: (connection: Deno.Conn, info: ConnectionInfo) => Promise<void>,
   ): void {
     this.#accepting.push(this.#acceptLoop(listener, serve));
@@ -163,7 +230,8 @@ export class Gateway {
           connection.close();
           break;
         }
-        (connection as Deno.TcpConn).setNoDelay(true);
+        // A TLS connection has no setNoDelay (Deno sets it on the socket beneath).
+        if ("setNoDelay" in connection) (connection as Deno.TcpConn).setNoDelay(true);
         this.stats.currConnections++;
         this.stats.totalConnections++;
         const info = this.connections.open(connection);
@@ -181,9 +249,15 @@ export class Gateway {
     }
   }
 
+  /** Where `--metrics` is served, when it was asked for. */
+  get metricsAddress(): NodeAddress | undefined {
+    return this.#metrics?.address;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#metrics?.close();
     for (const listener of Object.values(this.#listeners)) listener?.close();
     await Promise.all(this.#accepting);
     for (const connection of this.#connections.keys()) {
@@ -218,7 +292,11 @@ function trackCommands<Request>(
 }
 
 /** `stats settings`: memcached's names, with the values that are true of a gateway. */
-function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntries {
+function settingsEntries(
+  listeners: Listeners,
+  maxItemBytes: number,
+  security: Pick<GatewaySettings, "credentials" | "tls">,
+): StatEntries {
   const text = listeners.text?.addr;
   return [
     // Items live on the servers' disks: the gateway has no memory limit and never evicts.
@@ -229,9 +307,11 @@ function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntrie
     ["evictions", "off"],
     ["num_threads", 1],
     ["cas_enabled", "yes"],
-    ["binding_protocol", "ascii"],
-    ["auth_enabled_sasl", "no"],
-    ["auth_enabled_ascii", "no"],
+    // The text port negotiates (first byte 0x80 = binary), as memcached's default.
+    ["binding_protocol", "auto-negotiate"],
+    ["auth_enabled_sasl", security.credentials ? "yes" : "no"],
+    ["auth_enabled_ascii", security.credentials ? "yes" : "no"],
+    ["ssl_enabled", security.tls ? "yes" : "no"],
     ["item_size_max", maxItemBytes],
     ["flush_enabled", "yes"],
     ["stat_key_prefix", ":"],
@@ -240,10 +320,13 @@ function settingsEntries(listeners: Listeners, maxItemBytes: number): StatEntrie
   ];
 }
 
+/** A plain TCP or a TLS listener. */
+type ClientListener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
+
 interface Listeners {
-  text?: Deno.TcpListener;
-  binary?: Deno.TcpListener;
-  cloudy?: Deno.TcpListener;
+  text?: ClientListener;
+  binary?: ClientListener;
+  cloudy?: ClientListener;
 }
 
 /** Binds every requested port, or none: a failure closes the ones already bound. */
@@ -257,7 +340,10 @@ function listenAll(settings: GatewaySettings): Listeners {
   for (const [name, flag, address] of wanted) {
     if (!address) continue;
     try {
-      listeners[name] = Deno.listen({ hostname: address.host, port: address.port });
+      const where = { hostname: address.host, port: address.port };
+      listeners[name] = settings.tls
+        ? Deno.listenTls({ ...where, cert: settings.tls.cert, key: settings.tls.key })
+        : Deno.listen(where);
     } catch (error) {
       for (const listener of Object.values(listeners)) listener?.close();
       throw listenError(flag, formatAddress(address), error);
@@ -266,16 +352,50 @@ function listenAll(settings: GatewaySettings): Listeners {
   return listeners;
 }
 
+/**
+ * Reads `--auth-file` and `--tls-cert`/`--tls-key`. An error names the flag, the path and the
+ * reason (a line number for a bad auth file), never the file's contents.
+ */
+async function readSecurityFiles(
+  config: GatewayConfig,
+): Promise<Pick<GatewaySettings, "credentials" | "tls">> {
+  const read = async (flag: string, path: string) => {
+    try {
+      return await Deno.readFile(path);
+    } catch (error) {
+      throw new Error(`cannot read ${flag} ${path}: ${errorText(error)}`);
+    }
+  };
+  let credentials: Credentials | undefined;
+  if (config.authFilePath !== undefined) {
+    const parsed = parseAuthFile(await read("--auth-file", config.authFilePath));
+    if (!parsed.ok) throw new Error(`--auth-file ${config.authFilePath}: ${parsed.error}`);
+    credentials = parsed.credentials;
+  }
+  let tls: GatewaySettings["tls"];
+  if (config.tlsCertPath !== undefined && config.tlsKeyPath !== undefined) {
+    const decoder = new TextDecoder();
+    tls = {
+      cert: decoder.decode(await read("--tls-cert", config.tlsCertPath)),
+      key: decoder.decode(await read("--tls-key", config.tlsKeyPath)),
+    };
+  }
+  return { credentials, tls };
+}
+
 /** `kumo-gateway` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
-  return runDaemon("kumo-gateway", argv, parseGatewayOptions, async (config, logger) => {
+  return runDaemon("kumo-gateway", argv, parseGatewayOptions, async (config, logger, binaryLog) => {
     const managers = await Promise.all(
       [config.manager1, config.manager2].filter((m): m is NodeAddress => !!m).map(resolveAddress),
     );
     const textListen = config.textListen && await resolveAddress(config.textListen);
     const binaryListen = config.binaryListen && await resolveAddress(config.binaryListen);
     const cloudyListen = config.cloudyListen && await resolveAddress(config.cloudyListen);
+    const { credentials, tls } = await readSecurityFiles(config);
     const gateway = Gateway.start({
+      credentials,
+      tls,
       managers,
       textListen,
       binaryListen,
@@ -292,7 +412,15 @@ export function main(argv: string[]): Promise<number> {
       asyncDelete: config.asyncReplicateDelete,
       logger,
       clusterKey: loadClusterKey(config.clusterKeyPath, logger),
+      binaryLog,
+      metricsListen: config.metricsListen && await resolveAddress(config.metricsListen),
     });
+    binaryLog?.write(gatewayStartEntry(managers));
+    if (gateway.metricsAddress) {
+      logger.info(`metrics on http://${formatAddress(gateway.metricsAddress)}/metrics`);
+    }
+    if (credentials) logger.info(`client authentication on (${credentials.userCount} users)`);
+    if (tls) logger.info("TLS on the client ports");
     if (gateway.textPort !== undefined) {
       logger.info(`memcached text protocol on port ${gateway.textPort}`);
     }

@@ -1,7 +1,8 @@
 /**
  * Daemon logging. With `-v` the daemons print the lines kumofs' rt/ scripts synchronise on
  * ("new node", "server connected", "lost node", "connect success", "replace finished" …);
- * without it only warnings and errors. `-o path` appends to a file instead of stdout.
+ * without it only warnings and errors. `-o path` appends to a file instead of stdout; SIGHUP
+ * reopens it (`reopen`), so logrotate can rename the file and have a new one started.
  */
 
 export type LogLevel = "INFO" | "WARN" | "ERROR";
@@ -11,6 +12,8 @@ export interface Logger {
   warn(message: string): void;
   error(message: string): void;
   close(): void;
+  /** Closes and opens the `-o` file again (SIGHUP); absent for loggers without a file. */
+  reopen?(): void;
 }
 
 function timestamp(date: Date): string {
@@ -20,23 +23,47 @@ function timestamp(date: Date): string {
     pad(date.getMilliseconds(), 3);
 }
 
-/** A logger writing to stdout (or the `-o` file); `-o -` means stdout. */
-export function createLogger(options: { verbose: boolean; path?: string; name: string }): Logger {
+/**
+ * A logger writing to stdout (or the `-o` file); `-o -` means stdout. `discardStdout`: what
+ * would go to stdout goes nowhere (a `-d` daemon has no terminal, as in kumofs).
+ */
+export function createLogger(
+  options: { verbose: boolean; path?: string; name: string; discardStdout?: boolean },
+): Logger {
   const encoder = new TextEncoder();
-  const file = options.path && options.path !== "-"
-    ? Deno.openSync(options.path, { append: true, create: true })
-    : undefined;
+  const path = options.path && options.path !== "-" ? options.path : undefined;
+  const open = (where: string) => Deno.openSync(where, { append: true, create: true });
+  let file = path ? open(path) : undefined;
   const write = (level: LogLevel, message: string) => {
     if (level === "INFO" && !options.verbose) return;
+    if (!file && options.discardStdout) return;
     const line = encoder.encode(`${timestamp(new Date())} ${level} ${options.name}: ${message}\n`);
     if (file) file.writeSync(line);
     else Deno.stdout.writeSync(line);
+  };
+  const reopen = () => {
+    if (!file || !path) return;
+    try {
+      const reopened = open(path);
+      file.close();
+      file = reopened;
+    } catch (error) {
+      // Keep the old file rather than lose lines; say why in it.
+      write(
+        "ERROR",
+        `cannot reopen log file ${path}: ${error instanceof Error ? error.message : error}`,
+      );
+    }
   };
   return {
     info: (message) => write("INFO", message),
     warn: (message) => write("WARN", message),
     error: (message) => write("ERROR", message),
-    close: () => file?.close(),
+    close: () => {
+      file?.close();
+      file = undefined;
+    },
+    reopen,
   };
 }
 

@@ -21,6 +21,12 @@ import {
 } from "../core/address.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
+import {
+  type BinaryLogSink,
+  managerStartEntry,
+  serverMembershipEntry,
+  unknownPartnerEntry,
+} from "../core/binary_log_records.ts";
 import { parseManagerOptions } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { silenceLimitMs } from "../core/liveness.ts";
@@ -32,6 +38,10 @@ import { type Logger, silentLogger } from "./log.ts";
 import { resolveAddress } from "./resolve.ts";
 import { type RpcConnection, RpcError, RpcListener, RpcSession } from "./rpc.ts";
 import { loadClusterKey, refusalLogger, warnIfOpen } from "./cluster_key.ts";
+import { MetricsEndpoint } from "./metrics_endpoint.ts";
+import { managerRegistry } from "./manager_metrics.ts";
+import { ManagerStatusPage } from "./manager_status.ts";
+import { MethodCounts } from "./role_metrics.ts";
 
 export interface ManagerSettings {
   /** Identity and listen address (port 0 = any free port). */
@@ -49,9 +59,13 @@ export interface ManagerSettings {
   connectRetryLimit?: number;
   rpcTimeoutMs?: number;
   logger?: Logger;
+  /** `-g`: membership records (nS, lS, eP) go here; absent = none. */
+  binaryLog?: BinaryLogSink;
   nowSeconds?: () => number;
   /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
   clusterKey?: Uint8Array;
+  /** `--metrics`: Prometheus metrics and the status page over HTTP (port 0 = any free port). */
+  metricsListen?: NodeAddress;
 }
 
 export type ReplacePhase = "idle" | "copy" | "delete";
@@ -106,10 +120,17 @@ export class Manager {
   /** Silent servers this manager has said it will not mark fault (no majority heard). */
   #quorumWarned = new Set<string>();
   #settings: Required<
-    Omit<ManagerSettings, "listen" | "logger" | "partner" | "autoReplace" | "clusterKey">
+    Omit<
+      ManagerSettings,
+      "listen" | "logger" | "partner" | "autoReplace" | "binaryLog" | "metricsListen" | "clusterKey"
+    >
   >;
   readonly #clusterKey: Uint8Array | undefined;
+  #metrics?: MetricsEndpoint;
+  /** RPC requests served and error replies, per method (metrics). */
+  readonly methodCounts = new MethodCounts(ManagerMethod);
   #log: Logger;
+  readonly #binaryLog: BinaryLogSink | undefined;
   #changeListeners = new Set<() => void>();
   #closed = false;
 
@@ -117,6 +138,7 @@ export class Manager {
     this.#listener = listener;
     this.address = { host: settings.listen.host, port: listener.port };
     this.#log = settings.logger ?? silentLogger();
+    this.#binaryLog = settings.binaryLog;
     this.autoReplace = settings.autoReplace ?? false;
     this.#clusterKey = settings.clusterKey;
     this.#settings = {
@@ -133,6 +155,7 @@ export class Manager {
   }
 
   static start(settings: ManagerSettings): Manager {
+    const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
     // Filled in below; no request can arrive before this function returns.
     const created: { manager?: Manager } = {};
     let listener: RpcListener;
@@ -148,12 +171,45 @@ export class Manager {
         clusterKey: settings.clusterKey,
         handshakeTimeoutMs: settings.connectTimeoutMs,
         onRefused: refusalLogger(settings.logger ?? silentLogger()),
+        onServed: (method, failed) => created.manager!.methodCounts.served(method, failed),
       });
       warnIfOpen(settings.logger, "kumo-manager", settings.listen, settings.clusterKey);
     } catch (error) {
+      void metrics?.close();
       throw listenError("-l (--listen)", formatAddress(settings.listen), error);
     }
-    return created.manager = new Manager(settings, listener);
+    const manager = created.manager = new Manager(settings, listener);
+    if (metrics) {
+      manager.#metrics = metrics;
+      metrics.serve(managerRegistry(manager), new ManagerStatusPage(manager));
+    }
+    return manager;
+  }
+
+  /** Where `--metrics` (and the status page) is served, when it was asked for. */
+  get metricsAddress(): NodeAddress | undefined {
+    return this.#metrics?.address;
+  }
+
+  /** Servers this manager holds a session to (registered, attached or not). */
+  get connectedServers(): NodeAddress[] {
+    return [...this.#servers.values()].map((link) => link.address);
+  }
+
+  /**
+   * Asks every registered server for the given GetStatus codes (kumostat's counters), for the
+   * status page; a server that does not answer within `timeoutMs` maps to undefined.
+   */
+  pollServers(
+    codes: readonly number[],
+    timeoutMs: number,
+  ): Promise<Map<string, unknown[] | undefined>> {
+    const links = [...this.#servers.entries()];
+    return Promise.all(links.map(([key, link]) =>
+      Promise.all(
+        codes.map((code) => link.session.call(ServerMethod.GetStatus, [code], timeoutMs)),
+      ).then((values) => [key, values] as const, () => [key, undefined] as const)
+    )).then((entries) => new Map(entries));
   }
 
   /** A gateway or tool connection closed: no more pushes to it. */
@@ -184,6 +240,7 @@ export class Manager {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#metrics?.close();
     clearInterval(this.#keepaliveTimer);
     for (const timer of this.#pendingTimers) clearTimeout(timer);
     await Promise.all([
@@ -201,6 +258,9 @@ export class Manager {
 
   #onClusterInit(_connection: RpcConnection, address: NodeAddress, role: number): void {
     if (role === ClusterRole.Manager) {
+      if (!this.#partner || !sameAddress(this.#partner.address, address)) {
+        this.#binaryLog?.write(unknownPartnerEntry(address));
+      }
       this.#log.info(`partner connected ${formatAddress(address)}`);
       this.#syncPartner();
       return;
@@ -227,6 +287,8 @@ export class Manager {
     } else {
       this.#refreshStaleSession(this.#servers.get(key)!.session);
     }
+    // The record first: whoever reads the text log line finds the record already written.
+    this.#binaryLog?.write(serverMembershipEntry("connected", address));
     this.#log.info(`server connected ${key}`);
     if (
       !this.writeHashSpace.isActive(address) &&
@@ -267,6 +329,7 @@ export class Manager {
         connection.close();
       }
     }
+    this.#binaryLog?.write(serverMembershipEntry("lost", address));
     this.#log.warn(`lost node ${key}`);
     this.newServers = this.newServers.filter((a) => !sameAddress(a, address));
     this.#markFault(address);
@@ -762,7 +825,7 @@ export class Manager {
 
 /** `kumo-manager` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
-  return runDaemon("kumo-manager", argv, parseManagerOptions, async (config, logger) => {
+  return runDaemon("kumo-manager", argv, parseManagerOptions, async (config, logger, binaryLog) => {
     const listen = await resolveAddress(config.listen);
     const partner = config.partner && await resolveAddress(config.partner);
     const manager = Manager.start({
@@ -775,8 +838,15 @@ export function main(argv: string[]): Promise<number> {
       connectRetryLimit: config.connectRetryLimit,
       logger,
       clusterKey: loadClusterKey(config.clusterKeyPath, logger),
+      binaryLog,
+      metricsListen: config.metricsListen && await resolveAddress(config.metricsListen),
     });
+    binaryLog?.write(managerStartEntry(manager.address, partner));
     logger.info(`manager started at ${formatAddress(manager.address)}`);
+    if (manager.metricsAddress) {
+      const where = `http://${formatAddress(manager.metricsAddress)}`;
+      logger.info(`metrics on ${where}/metrics, status page on ${where}/`);
+    }
     return manager;
   });
 }

@@ -91,6 +91,8 @@ export interface ConnectionOptions {
   onClose?: (connection: RpcConnection) => void;
   /** A malformed frame from the peer (the connection is closed unless a reply was possible). */
   onProtocolError?: (connection: RpcConnection, message: string) => void;
+  /** Each request served, once answered (`failed`: with an error reply), for the metrics. */
+  onServed?: (method: number, failed: boolean) => void;
   maxFrameBytes?: number;
   /**
    * The shared cluster key (`--cluster-key`): when set, every connection runs the mutual
@@ -444,19 +446,28 @@ class TcpRpcConnection implements RpcConnection {
       this.#reply(msgid, { code: RpcErrorCode.PROTOCOL_ERROR, message }, null);
       return;
     }
+    const served = this.#options.onServed;
     let result: unknown;
     try {
       result = handler(method, params, this);
     } catch (e) {
+      served?.(method, true);
       this.#reply(msgid, errorValueOf(e), null);
       return;
     }
     if (isPromiseLike(result)) {
       result.then(
-        (value) => this.#reply(msgid, null, value),
-        (e) => this.#reply(msgid, errorValueOf(e), null),
+        (value) => {
+          served?.(method, false);
+          this.#reply(msgid, null, value);
+        },
+        (e) => {
+          served?.(method, true);
+          this.#reply(msgid, errorValueOf(e), null);
+        },
       );
     } else {
+      served?.(method, false);
       this.#reply(msgid, null, result);
     }
   }
@@ -621,6 +632,8 @@ export interface RpcSessionOptions {
   onLost?: () => void;
   onClusterInit?: (connection: RpcConnection, address: NodeAddress, role: ClusterRole) => void;
   onProtocolError?: (connection: RpcConnection, message: string) => void;
+  /** Each request served, once answered (`failed`: with an error reply), for the metrics. */
+  onServed?: (method: number, failed: boolean) => void;
   maxFrameBytes?: number;
   /** See {@link ConnectionOptions.clusterKey}. */
   clusterKey?: Uint8Array;

@@ -11,6 +11,11 @@ import {
   isClockTimeBefore,
   LamportClock,
 } from "../core/clock_time.ts";
+import {
+  type BinaryLogSink,
+  replicationFailedEntry,
+  serverStartEntry,
+} from "../core/binary_log_records.ts";
 import { type DbKey, decodeDbKey, decodeDbValue, encodeDbValue } from "../core/db_record.ts";
 import { isLive } from "../core/expiry.ts";
 import { decideMutation, type Item, type MutationOptions } from "../core/mutation.ts";
@@ -47,6 +52,9 @@ import { TombstoneCollector } from "./tombstone_collector.ts";
 import { SqliteStore } from "./sqlite_store.ts";
 import { errorText } from "./error_text.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
+import { MetricsEndpoint } from "./metrics_endpoint.ts";
+import { MethodCounts } from "./role_metrics.ts";
+import { serverRegistry } from "./server_metrics.ts";
 
 export interface ServerSettings {
   /** Identity and cluster port (port 0 = any free port; the bound port becomes the identity). */
@@ -70,6 +78,8 @@ export interface ServerSettings {
   garbageMaxTimeSeconds?: number;
   garbageMemoryLimitBytes?: number;
   logger?: Logger;
+  /** `-g`: replications that finally failed (ers, erd) go here; absent = none. */
+  binaryLog?: BinaryLogSink;
   /** Injected wall clock (unix seconds) so tests can drive time. */
   nowSeconds?: () => number;
   /**
@@ -79,6 +89,8 @@ export interface ServerSettings {
   ackBeforeReplicate?: boolean;
   /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
   clusterKey?: Uint8Array;
+  /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
+  metricsListen?: NodeAddress;
 }
 
 interface Counters {
@@ -87,6 +99,14 @@ interface Counters {
   cmdDelete: number;
   /** Sets sent again after an unknown outcome and found already applied here. */
   setsRepeated: number;
+  /** Replicate calls sent again after a failure. */
+  replicateRetries: number;
+  /** Replications given up (the write is answered as failed). */
+  replicateFailures: number;
+  /** Replicate calls that timed out. */
+  rpcTimeouts: number;
+  /** Records this server sent to new owners in replaces. */
+  replaceRecordsMoved: number;
 }
 
 const EMPTY_HASH_SPACE = HashSpace.fromSeed([[], 0n]);
@@ -96,7 +116,18 @@ export class Server {
   readonly streamPort: number;
   readonly store: Store;
   readonly clock = new LamportClock();
-  readonly counters: Counters = { cmdGet: 0, cmdSet: 0, cmdDelete: 0, setsRepeated: 0 };
+  readonly counters: Counters = {
+    cmdGet: 0,
+    cmdSet: 0,
+    cmdDelete: 0,
+    setsRepeated: 0,
+    replicateRetries: 0,
+    replicateFailures: 0,
+    rpcTimeouts: 0,
+    replaceRecordsMoved: 0,
+  };
+  /** RPC requests served and error replies, per method (metrics). */
+  readonly methodCounts = new MethodCounts(ServerMethod);
   /** Whether this server was active in the last write ring it adopted. */
   #activeInWriteRing = false;
   /** Keys written here whose replication is under way or failed: reads of them wait. */
@@ -132,6 +163,7 @@ export class Server {
     >
   >;
   #log: Logger;
+  readonly #binaryLog: BinaryLogSink | undefined;
   #startedAtSeconds: number;
   #ringListeners = new Set<() => void>();
   #closed = false;
@@ -139,6 +171,7 @@ export class Server {
   readonly #pauses = new CancellablePauses();
   readonly #ackBeforeReplicate: boolean;
   readonly #clusterKey: Uint8Array | undefined;
+  #metrics?: MetricsEndpoint;
 
   private constructor(
     settings: ServerSettings,
@@ -153,6 +186,7 @@ export class Server {
     this.streamPort = streamListener.port;
     this.#storePath = settings.storePath;
     this.#log = settings.logger ?? silentLogger();
+    this.#binaryLog = settings.binaryLog;
     this.#settings = {
       keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
       connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
@@ -200,7 +234,14 @@ export class Server {
    * Errors (port in use, unwritable store) are thrown as Errors with a one-line message.
    */
   static start(settings: ServerSettings): Server {
-    const store = settings.store ?? openStore(requiredStorePath(settings));
+    const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
+    let store: Store;
+    try {
+      store = settings.store ?? openStore(requiredStorePath(settings));
+    } catch (error) {
+      void metrics?.close();
+      throw error;
+    }
     let listener: RpcListener | undefined;
     const keyOptions = {
       clusterKey: settings.clusterKey,
@@ -219,6 +260,7 @@ export class Server {
           onClusterInit: (_connection, address, role) =>
             created.server!.#onClusterPeer(address, role),
           ...keyOptions,
+          onServed: (method, failed) => created.server!.methodCounts.served(method, failed),
         });
       } catch (error) {
         throw listenError("-l (--listen)", formatAddress(settings.listen), error);
@@ -236,9 +278,14 @@ export class Server {
       }
       warnIfOpen(settings.logger, "kumo-server", settings.listen, settings.clusterKey);
       const server = created.server = new Server(settings, store, listener, streamListener);
+      if (metrics) {
+        server.#metrics = metrics;
+        metrics.serve(serverRegistry(server));
+      }
       server.#connectManagers(settings);
       return server;
     } catch (error) {
+      void metrics?.close();
       void listener?.close();
       if (!settings.store) store.close();
       throw error;
@@ -251,9 +298,24 @@ export class Server {
     return () => this.#ringListeners.delete(listener);
   }
 
+  /** Where `--metrics` is served, when it was asked for. */
+  get metricsAddress(): NodeAddress | undefined {
+    return this.#metrics?.address;
+  }
+
+  /** What the metrics read of the replace worker and the tombstone collector. */
+  get internals(): { copying: boolean; deleting: boolean; tombstonesQueued: number } {
+    return {
+      copying: this.#replace.copying,
+      deleting: this.#replace.deleting,
+      tombstonesQueued: this.#garbage.stats.queuedTombstones,
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#metrics?.close();
     clearInterval(this.#keepaliveTimer);
     clearTimeout(this.#flushTimer);
     this.#pauses.cancelAll();
@@ -533,6 +595,16 @@ export class Server {
     targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
     writeId?: bigint,
   ): Promise<boolean> {
+    // Only with -g: the record of a replication that finally failed.
+    const binaryLog = this.#binaryLog;
+    const failed = binaryLog && ((to: NodeAddress) =>
+      binaryLog.write(replicationFailedEntry({
+        key: record.key,
+        hash: record.hash,
+        to,
+        value: record.value ?? undefined,
+        clockTime: record.clockTime,
+      })));
     return record.value === null
       ? this.#replicate(
         record.hash,
@@ -540,6 +612,7 @@ export class Server {
         ServerMethod.ReplicateDelete,
         (flags) => [this.clock.counter, flags, record.clockTime, rawKey],
         this.#settings.replicateDeleteRetry,
+        failed,
       )
       : this.#replicate(
         record.hash,
@@ -550,6 +623,7 @@ export class Server {
             ? [this.clock.counter, flags, rawKey, encodeDbValue(record)]
             : [this.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
         this.#settings.replicateSetRetry,
+        failed,
       );
   }
 
@@ -840,6 +914,7 @@ export class Server {
     method: number,
     paramsFor: (flags: number) => unknown[],
     retries: number,
+    finallyFailed?: (target: NodeAddress) => void,
   ): Promise<boolean> {
     const send = async (target: NodeAddress, flags: number): Promise<boolean> => {
       const session = this.#peer(target);
@@ -848,16 +923,22 @@ export class Server {
           await session.call(method, paramsFor(flags), this.#settings.rpcTimeoutMs);
           return true;
         } catch (error) {
+          if (error instanceof RpcError && error.code === RpcErrorCode.TIMEOUT) {
+            this.counters.rpcTimeouts++;
+          }
           // A replica marked fault meanwhile is no longer one the write must reach: the
           // acknowledgement promises the write on every *active* replica.
           if (!this.#isActiveOwner(target, hash, flags)) return true;
           const lost = error instanceof RpcError && error.code === RpcErrorCode.NODE_LOST;
           if (lost || attempt >= retries || this.#closed) {
+            this.counters.replicateFailures++;
             this.#log.warn(
               `replicate to ${formatAddress(target)} failed: ${errorText(error)}`,
             );
+            finallyFailed?.(target);
             return false;
           }
+          this.counters.replicateRetries++;
           // Refused: the replica's rings differ from ours (one of us has not adopted the newest
           // yet). Rings spread within milliseconds: wait a little rather than use up retries.
           if (error instanceof RpcError && error.code === RpcErrorCode.REFUSED) {
@@ -1044,6 +1125,7 @@ export class Server {
       typeof replaceTime === "bigint" ? replaceTime : newWrite.timestamp,
     );
     void copy.then(({ ok, movedRecords, superseded }) => {
+      this.counters.replaceRecordsMoved += movedRecords;
       if (superseded) return;
       return this.#reportToManager(connection, ManagerMethod.ReplaceCopyEnd, [
         replaceTime ?? newWrite.timestamp,
@@ -1176,7 +1258,7 @@ function testSwitches(skewSeconds: number | undefined, testBreak: string | undef
 
 /** `kumo-server` command line (reference §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
-  return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger) => {
+  return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger, binaryLog) => {
     const [listen, manager1, manager2] = await Promise.all([
       resolveAddress(config.listen),
       resolveAddress(config.manager1),
@@ -1198,9 +1280,22 @@ export function main(argv: string[]): Promise<number> {
       garbageMemoryLimitBytes: config.garbageMemoryLimitBytes,
       logger,
       clusterKey: loadClusterKey(config.clusterKeyPath, logger),
+      binaryLog,
+      metricsListen: config.metricsListen && await resolveAddress(config.metricsListen),
       ...testSwitches(config.testClockSkewSeconds, config.testBreak),
     });
+    binaryLog?.write(serverStartEntry({
+      address: server.address,
+      storePath: config.storePath,
+      manager1,
+      manager2,
+      stream: { host: server.address.host, port: server.streamPort },
+      offerTmpDir: config.offerTmpDir,
+    }));
     logger.info(`server started at ${formatAddress(server.address)}, store ${config.storePath}`);
+    if (server.metricsAddress) {
+      logger.info(`metrics on http://${formatAddress(server.metricsAddress)}/metrics`);
+    }
     if (config.testClockSkewSeconds || config.testBreak) {
       const skew = config.testClockSkewSeconds ?? 0, broken = config.testBreak ?? "none";
       logger.warn(`testing only: clock skewed by ${skew} s, deliberately broken: ${broken}`);

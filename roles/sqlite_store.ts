@@ -56,6 +56,11 @@ export interface SqliteStoreOptions {
   readonly onCommitError?: (error: Error) => void;
   /** Runs just before each group COMMIT; throwing fails that commit (tests inject disk-full). */
   readonly beforeCommit?: () => void;
+  /**
+   * Open only an existing kumo store: a missing file, a file that is not SQLite or a SQLite file
+   * without kumo's schema is refused (kumomergedb's inputs), where by default it is created.
+   */
+  readonly mustExist?: boolean;
 }
 
 /**
@@ -204,6 +209,23 @@ function checkFileOpenable(path: string): void {
   } catch (error) {
     throw new Error(`Cannot open store "${path}": ${errorMessage(error)}`, { cause: error });
   }
+}
+
+function unreadableVersionMessage(version: number): string {
+  return `it has schema version ${version}; this kumo reads versions 1 (upgraded when opened)` +
+    ` and ${SCHEMA_VERSION}`;
+}
+
+/** For {@link SqliteStoreOptions.mustExist}: the OS's reason when there is no such file. */
+function checkFileExists(path: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : errorMessage(error);
+    throw new Error(`Cannot open store "${path}": ${why}`, { cause: error });
+  }
+  if (!info.isFile) throw new Error(`Cannot open store "${path}": not a file`);
 }
 
 function parentDirectory(path: string): string {
@@ -446,10 +468,13 @@ export class SqliteStore implements Store {
    * is just a SQLite file here. Throws an Error naming the path and the reason.
    */
   static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
-    if (path !== ":memory:") checkFileOpenable(path);
+    if (options.mustExist) checkFileExists(path);
+    else if (path !== ":memory:") checkFileOpenable(path);
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(path);
+      // Before #configure, which would switch a foreign SQLite file to WAL mode.
+      if (options.mustExist) SqliteStore.#assertKumoSchema(db);
       SqliteStore.#configure(db, options);
       SqliteStore.#createOrUpgradeSchema(db);
       return new SqliteStore(path, db, options);
@@ -485,6 +510,27 @@ export class SqliteStore implements Store {
     `);
   }
 
+  /** A kumo store has a schema version (whether this kumo reads it is checked afterwards). */
+  static #assertKumoSchema(db: DatabaseSync): void {
+    let stored: unknown;
+    try {
+      const hasMeta = db.prepare(
+        "SELECT 1 AS found FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+      ).get() !== undefined;
+      stored = hasMeta
+        ? db.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get()
+        : undefined;
+    } catch (error) {
+      throw new Error(`not a kumo store (${errorMessage(error)})`, { cause: error });
+    }
+    if (stored === undefined) throw new Error("not a kumo store (it has no schema version)");
+    // Refused here too, so that a store this kumo cannot read is not switched to WAL mode first.
+    const version = Number((stored as { value: unknown }).value);
+    if (version !== 1 && version !== SCHEMA_VERSION) {
+      throw new Error(unreadableVersionMessage(version));
+    }
+  }
+
   /** Creates the tables in a new file, upgrades a version-1 file, refuses any other version. */
   static #createOrUpgradeSchema(db: DatabaseSync): void {
     db.exec("BEGIN IMMEDIATE");
@@ -503,10 +549,7 @@ export class SqliteStore implements Store {
       } else if (version === 1) {
         db.exec(UPGRADE_FROM_V1);
       } else if (version !== SCHEMA_VERSION) {
-        throw new Error(
-          `it has schema version ${version}; this kumo reads versions 1 (upgraded when opened)` +
-            ` and ${SCHEMA_VERSION}`,
-        );
+        throw new Error(unreadableVersionMessage(version));
       }
       db.exec("COMMIT");
     } catch (error) {

@@ -4,6 +4,7 @@
  * no slab classes, so `items` and `slabs` report none; `sizes` is disabled, as in a memcached
  * started without `-o track_sizes`.
  */
+import { type HotKeySampler, printableKey } from "../core/hot_key_sampler.ts";
 import type { ConnectionRegistry } from "./gateway_connections.ts";
 import type { GatewayStats } from "./gateway_stats.ts";
 
@@ -28,9 +29,14 @@ export interface StatsContext {
   readonly connections?: ConnectionRegistry;
   /** The gateway's settings as `stats settings` shows them. */
   readonly settings?: () => StatEntries;
+  /** The sampled hottest keys, for `stats hotkeys` (kumo's own group). */
+  readonly hotKeys?: HotKeySampler;
 }
 
 const DETAIL_USAGE = "usage: stats detail on|off|dump";
+const HOTKEYS_USAGE = "usage: stats hotkeys [count]";
+/** Keys `stats hotkeys` lists unless asked for another count. */
+export const HOT_KEYS_SHOWN = 20;
 
 /** The answer to `stats` with `args` (the words after "stats"; extra words are ignored). */
 export function answerStats(args: readonly string[], context: StatsContext): StatsAnswer {
@@ -57,6 +63,7 @@ export function answerStats(args: readonly string[], context: StatsContext): Sta
       return { kind: "stats", entries: context.connections?.entries() ?? [] };
     case "reset":
       stats.reset();
+      context.hotKeys?.reset();
       return { kind: "reset" };
     case "detail":
       switch (args[1]) {
@@ -71,7 +78,29 @@ export function answerStats(args: readonly string[], context: StatsContext): Sta
         default:
           return { kind: "usage", message: DETAIL_USAGE };
       }
+    case "hotkeys":
+      return context.hotKeys ? hotKeysAnswer(context.hotKeys, args[1]) : { kind: "unknown" };
     default:
       return { kind: "unknown" };
   }
+}
+
+/**
+ * `stats hotkeys [count]`: how keys are sampled, then `hotkey:<rank> <key> <estimated requests>`
+ * (the key with bytes outside printable ASCII as `\xHH`), most requested first.
+ */
+function hotKeysAnswer(hotKeys: HotKeySampler, countText: string | undefined): StatsAnswer {
+  let count = HOT_KEYS_SHOWN;
+  if (countText !== undefined) {
+    count = /^[0-9]{1,6}$/.test(countText) ? Number(countText) : -1;
+    if (count < 1) return { kind: "usage", message: HOTKEYS_USAGE };
+  }
+  const entries: StatEntries = [
+    ["hotkeys_sample_interval", hotKeys.sampleInterval],
+    ["hotkeys_samples", hotKeys.samples],
+  ];
+  hotKeys.top(count).forEach((hot, i) => {
+    entries.push([`hotkey:${i + 1}`, `${printableKey(hot.key)} ${hot.estimatedRequests}`]);
+  });
+  return { kind: "stats", entries };
 }

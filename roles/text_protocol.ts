@@ -31,6 +31,9 @@ import type { ConnectionRegistry } from "./gateway_connections.ts";
 import { GatewayStats, statLines } from "./gateway_stats.ts";
 import { answerStats, type StatEntries, type StatsAnswer } from "./stats_groups.ts";
 import { executeMeta } from "./meta_protocol.ts";
+import { arithmeticCommand, storeCommand, touchCommand } from "./memcached_commands.ts";
+
+const encoder = new TextEncoder();
 
 export interface TextProtocolSettings {
   maxItemBytes: number;
@@ -50,9 +53,27 @@ export function textProtocol(
   const stats = settings.stats ?? new GatewayStats(settings.nowSeconds);
   const withStats: ExecuteSettings = { ...settings, stats };
   return {
-    parse: (buffer, offset) => parseTextRequest(buffer, offset, limits),
+    parse: (buffer, offset) => {
+      const step = parseTextRequest(buffer, offset, limits);
+      if (step.kind !== "error" || step.unlinkKey === undefined) return step;
+      const reply = step.reply === "" ? null : encoder.encode(step.reply);
+      return { ...step, deferredReply: unlinkThenAnswer(client, step.unlinkKey, reply) };
+    },
     execute: (request) => execute(client, withStats, request),
   };
+}
+
+/**
+ * A too-large `set`/`ms`: memcached removes the key's old value before it answers, so a failed
+ * overwrite never leaves stale data. The answer is the same whether the delete worked or not.
+ */
+export async function unlinkThenAnswer(
+  client: ClusterClient,
+  key: Uint8Array,
+  reply: Reply,
+): Promise<Reply> {
+  await client.delete(key).catch(() => {});
+  return reply;
 }
 
 type ExecuteSettings = TextProtocolSettings & { stats: GatewayStats };
@@ -79,7 +100,7 @@ function execute(
     case "prepend":
       return store(client, settings, request, request.command, undefined);
     case "cas":
-      return store(client, settings, request, "set", request.casUnique);
+      return store(client, settings, request, "cas", request.casUnique);
     case "incr":
     case "decr":
       return arithmetic(
@@ -102,6 +123,7 @@ function execute(
           stats,
           connections: settings.connections,
           settings: settings.gatewaySettings,
+          hotKeys: client.hotKeys,
         }),
       );
     case "version":
@@ -158,20 +180,19 @@ async function store(
   client: ClusterClient,
   settings: ExecuteSettings,
   request: { key: Uint8Array; flags: number; exptime: number; value: Uint8Array; noreply: boolean },
-  mode: StoreMode,
+  command: StoreMode | "cas",
   casUnique: bigint | undefined,
 ): Promise<Reply> {
   settings.stats.cmdSet++;
   settings.stats.countDetail(request.key, "set");
-  const result = await client.set({
-    key: request.key,
-    value: request.value,
-    flags: request.flags,
-    expireAt: absoluteExpiry(request.exptime, settings.nowSeconds()),
-    mode,
+  const result = await storeCommand(
+    client,
+    command,
+    request,
+    settings.nowSeconds(),
     casUnique,
-    async: request.noreply && mode === "set" && casUnique === undefined,
-  });
+    request.noreply,
+  );
   if (casUnique !== undefined) settings.stats.countCas(result.kind);
   if (request.noreply) return null;
   switch (result.kind) {
@@ -196,7 +217,7 @@ async function arithmetic(
   command: "incr" | "decr",
   noreply: boolean,
 ): Promise<Reply> {
-  const result = await client.arithmetic({ key, delta, decrement: command === "decr" });
+  const result = await arithmeticCommand(client, command, key, delta);
   stats.countArithmetic(command, result.kind);
   if (noreply) return null;
   switch (result.kind) {
@@ -220,7 +241,7 @@ async function touch(
   exptime: number,
   noreply: boolean,
 ): Promise<Reply> {
-  const result = await client.touch(key, absoluteExpiry(exptime, settings.nowSeconds()));
+  const result = await touchCommand(client, key, exptime, settings.nowSeconds());
   settings.stats.countTouch(result.kind);
   if (noreply) return null;
   switch (result.kind) {
@@ -276,8 +297,6 @@ export function concat(parts: Uint8Array[], bytes: number): Uint8Array {
   }
   return out;
 }
-
-const encoder = new TextEncoder();
 
 /** A `stats <group>` answer as memcached writes it on the text protocol. */
 function statsReply(answer: StatsAnswer): Uint8Array {

@@ -354,6 +354,7 @@ Deno.test("e2e: --help prints the usage on stdout and exits 0 for every command"
     { file: "tools/kumoctl.ts", set: "tools", usage: "Usage: kumoctl " },
     { file: "tools/kumostat.ts", set: "tools", usage: "Usage: kumostat " },
     { file: "tools/kumohash.ts", set: "tools", usage: "Usage: kumohash " },
+    { file: "tools/kumotop.ts", set: "tools", usage: "Usage: kumotop " },
   ];
   const results = await Promise.all(commands.map((c) => runDeno(c.set, c.file, ["--help"])));
   commands.forEach((c, i) => {

@@ -92,6 +92,16 @@ Deno.test("deno task install, then the HowTo's command lines as typed", async ()
       lines.slice(1).map((line) => line.replace(/^ {2}\d: /, "")).sort(),
       ["127.0.0.1:19801", "127.0.0.1:19802", "127.0.0.1:19803"],
     );
+
+    // Not on a terminal kumotop prints a table per refresh until stopped.
+    const top = new RunningProcess("kumotop", "sh", ["-c", "exec kumotop -m localhost"], {
+      cwd: work,
+      env,
+    });
+    started.push(top);
+    for (const port of [19801, 19802, 19803]) {
+      await top.waitForLine(new RegExp(`^127\\.0\\.0\\.1:${port} +\\d+ +\\d+ +\\d+ `));
+    }
   } finally {
     for (const process of started) process.kill("SIGTERM");
     await Promise.all(started.map((process) => process.status));

@@ -42,7 +42,7 @@ function expectError(
   text: string,
   reply: string,
   consumed = text.length,
-  extra: { swallowBytes?: number; closeAfter?: boolean } = {},
+  extra: { swallowBytes?: number; closeAfter?: boolean; unlinkKey?: Uint8Array } = {},
 ): void {
   assert.deepStrictEqual(parse(text), { kind: "error", reply, consumed, ...extra }, show(text));
 }
@@ -176,8 +176,11 @@ Deno.test("store errors: bad format, key too long, bad data chunk, too large", (
   // Too large: the reply comes at once, the data block is left to swallow.
   const big = LIMITS.maxValueBytes + 1;
   const line = `set a 0 0 ${big}\r\n`;
+  // …and memcached removes the key's old value (set only: add, replace, append, prepend, cas
+  // keep it).
   expectError(line, "SERVER_ERROR object too large for cache\r\n", line.length, {
     swallowBytes: big + 2,
+    unlinkKey: bytes("a"),
   });
   const quiet = `append a 0 0 ${big} noreply\r\n`;
   expectError(quiet, "", quiet.length, { swallowBytes: big + 2 });
@@ -399,6 +402,7 @@ Deno.test("meta command errors match memcached", () => {
   const big = LIMITS.maxValueBytes + 1;
   expectError(`ms a ${big} q\r\n`, "SERVER_ERROR object too large for cache\r\n", 16, {
     swallowBytes: big + 2,
+    unlinkKey: bytes("a"),
   });
 
   expectError("md\r\n", "ERROR\r\n");
@@ -614,6 +618,7 @@ Deno.test("a swallowed data block arriving later is discarded without being buff
     reply: "SERVER_ERROR object too large for cache\r\n",
     consumed: line.length,
     swallowBytes: size + 2,
+    unlinkKey: bytes("big"),
   });
   assert.deepStrictEqual(reader.next(), { kind: "incomplete" });
   // The block looks like commands: none of it may be parsed.

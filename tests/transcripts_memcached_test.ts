@@ -6,9 +6,17 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parseTextRequest } from "../core/memcached_text.ts";
-import { escapeBytes, loadTranscripts, runTranscriptOverTcp } from "./helpers/transcript.ts";
+import {
+  escapeBytes,
+  loadTranscripts,
+  runTranscriptOverTcp,
+  type Transcript,
+  TRANSCRIPT_AUTH_FILE,
+} from "./helpers/transcript.ts";
 
 const TRANSCRIPTS_DIR = new URL("./transcripts/", import.meta.url);
+const AUTH_TRANSCRIPTS_DIR = new URL("./transcripts/auth/", import.meta.url);
+const SASL_TRANSCRIPTS_DIR = new URL("./transcripts/sasl/", import.meta.url);
 const STARTUP_TIMEOUT_MS = 5000;
 
 async function hasMemcached(): Promise<boolean> {
@@ -61,11 +69,11 @@ interface RunningMemcached {
   stderr: Promise<string>;
 }
 
-async function startMemcached(): Promise<RunningMemcached> {
+async function startMemcached(extraArgs: string[] = []): Promise<RunningMemcached> {
   // A free port can be taken between our probe and memcached's bind: try a few.
   for (let attempt = 1; attempt <= 3; attempt++) {
     const port = freePort();
-    const args = ["-p", String(port), "-l", "127.0.0.1", "-U", "0", "-I", "1m"];
+    const args = ["-p", String(port), "-l", "127.0.0.1", "-U", "0", "-I", "1m", ...extraArgs];
     // memcached refuses to run as root unless told which user to be.
     if (Deno.uid() === 0) args.push("-u", "root");
     const child = new Deno.Command("memcached", { args, stdout: "null", stderr: "piped" }).spawn();
@@ -87,6 +95,13 @@ async function stopMemcached(server: RunningMemcached): Promise<void> {
   await server.stderr;
 }
 
+/** Each transcript as a step, replayed over TCP against 127.0.0.1:`port`. */
+async function replayEach(t: Deno.TestContext, port: number, transcripts: Transcript[]) {
+  for (const transcript of transcripts) {
+    await t.step(transcript.name, () => runTranscriptOverTcp("127.0.0.1", port, transcript));
+  }
+}
+
 Deno.test({
   name: "transcripts replay byte-exact against real memcached",
   ignore: !memcachedInstalled,
@@ -95,18 +110,94 @@ Deno.test({
     if (transcripts.length === 0) throw new Error("no transcripts found");
     const server = await startMemcached();
     try {
-      for (const transcript of transcripts) {
-        await t.step(
-          transcript.name,
-          () => runTranscriptOverTcp("127.0.0.1", server.port, transcript),
-        );
-      }
+      await replayEach(t, server.port, transcripts);
       await t.step(
         "parser errors equal memcached's replies on random lines",
         () => compareRandomLines(server.port),
       );
     } finally {
       await stopMemcached(server);
+    }
+  },
+});
+
+Deno.test({
+  name: "auth transcripts replay byte-exact against real memcached -Y (ASCII authentication)",
+  ignore: !memcachedInstalled,
+  async fn(t) {
+    const transcripts = await loadTranscripts(AUTH_TRANSCRIPTS_DIR);
+    if (transcripts.length === 0) throw new Error("no auth transcripts found");
+    const authFile = await Deno.makeTempFile({ prefix: "kumo-authfile-" });
+    await Deno.writeTextFile(authFile, TRANSCRIPT_AUTH_FILE);
+    const server = await startMemcached(["-Y", authFile]);
+    try {
+      await replayEach(t, server.port, transcripts);
+    } finally {
+      await stopMemcached(server);
+      await Deno.remove(authFile);
+    }
+  },
+});
+
+/**
+ * memcached's SASL goes through Cyrus SASL: a sasldb made by saslpasswd2 (sasl2-bin) with the
+ * transcripts' users, PLAIN only, in a config directory named by SASL_CONF_PATH.
+ */
+async function saslConfig(dir: string): Promise<boolean> {
+  const sasldb = `${dir}/sasldb2`;
+  for (const line of TRANSCRIPT_AUTH_FILE.trim().split("\n")) {
+    const colon = line.indexOf(":");
+    const child = new Deno.Command("saslpasswd2", {
+      args: ["-p", "-c", "-f", sasldb, "-a", "memcached", line.slice(0, colon)],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(line.slice(colon + 1)));
+    await writer.close();
+    if (!(await child.status).success) return false;
+  }
+  await Deno.writeTextFile(`${dir}/memcached.conf`, `mech_list: plain\nsasldb_path: ${sasldb}\n`);
+  return true;
+}
+
+async function hasSaslpasswd2(): Promise<boolean> {
+  try {
+    await new Deno.Command("saslpasswd2", { args: ["-v"], stdout: "null", stderr: "null" })
+      .output();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const saslTools = memcachedInstalled && await hasSaslpasswd2();
+if (memcachedInstalled && !saslTools) {
+  console.log(
+    "SASL transcripts vs memcached skipped: install saslpasswd2 (apt-get install sasl2-bin)",
+  );
+}
+
+Deno.test({
+  name: "SASL transcripts replay byte-exact against real memcached -S (binary SASL PLAIN)",
+  ignore: !saslTools,
+  async fn(t) {
+    const transcripts = await loadTranscripts(SASL_TRANSCRIPTS_DIR);
+    if (transcripts.length === 0) throw new Error("no SASL transcripts found");
+    const dir = await Deno.makeTempDir({ prefix: "kumo-sasl-" });
+    try {
+      if (!(await saslConfig(dir))) throw new Error("saslpasswd2 failed");
+      Deno.env.set("SASL_CONF_PATH", dir);
+      const server = await startMemcached(["-S"]);
+      try {
+        await replayEach(t, server.port, transcripts);
+      } finally {
+        await stopMemcached(server);
+      }
+    } finally {
+      Deno.env.delete("SASL_CONF_PATH");
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -1,9 +1,9 @@
 /**
  * `deno task compile [--data-dir DIR]`: one standalone binary per program in ./bin, each with the
  * permission set `tools/launch.sh` gives it. A compiled binary's permissions are fixed when it is
- * built, so the server's files cannot follow its `-s` as with the launcher: kumo-server may read
- * and write DIR (default /var/lib/kumo) and nothing else — its store, `-o`, `-g` and `-d` files
- * belong there.
+ * built, so a daemon's files cannot follow its `-s`, `-o`, `-g`, `-d` as with the launcher: the
+ * daemons may read and write DIR (default /var/lib/kumo) and nothing else — their files belong
+ * there.
  *
  * `deno compile` needs Deno's `denort` runtime; it is downloaded unless `DENORT_BIN` points at
  * one, and the download is impossible on machines without internet access — this tool says so
@@ -28,9 +28,15 @@ const TARGETS: [name: string, permissionSet: string, file: string][] = [
 
 const USAGE = `Usage: deno task compile [--data-dir DIR]
   Builds ${TARGETS.map(([name]) => name).join(", ")} into ./bin.
-  --data-dir DIR  the only directory kumo-server may read and write (default ${DEFAULT_DATA_DIR})
+  --data-dir DIR  the only directory the daemons may read and write (default ${DEFAULT_DATA_DIR})
   DENORT_BIN      path of Deno's denort runtime (${Deno.version.deno}) when it cannot be downloaded
 `;
+
+/** Where compiled RPC tools may read a cluster key from (`DIR/cluster.key`). */
+const CLUSTER_KEY_FILE_NAME = "cluster.key";
+
+/** The daemons: their files live in the data directory, and `-d` starts the binary again. */
+const DAEMONS = new Set(["manager", "server", "gateway"]);
 
 async function compile(
   name: string,
@@ -38,15 +44,25 @@ async function compile(
   file: string,
   dataDir: string,
 ): Promise<boolean> {
-  const serverFiles = name === "kumo-server"
-    ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`]
+  // A compiled binary's permissions are fixed here: the launcher cannot grant a daemon its
+  // files from its command line, so they belong in dataDir. `-d` re-runs the binary itself
+  // (roles/daemonize.ts); unlike running `deno`, that grants nothing the binary lacks.
+  const daemonGrants = DAEMONS.has(permissionSet)
+    ? [
+      `--allow-read=${dataDir}`,
+      `--allow-write=${dataDir}`,
+      `--allow-run=${Deno.realPathSync(`${ROOT}bin`)}/${name}`,
+    ]
+    : permissionSet === "tools"
+    // The RPC tools' `--cluster-key FILE`: only the key file of the data directory.
+    ? [`--allow-read=${dataDir}/${CLUSTER_KEY_FILE_NAME}`]
     : [];
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "compile",
       "--no-prompt",
       `-P=${permissionSet}`,
-      ...serverFiles,
+      ...daemonGrants,
       "--config",
       `${ROOT}deno.json`,
       "-o",
@@ -57,7 +73,11 @@ async function compile(
     stderr: "piped",
   }).output();
   if (output.success) {
-    console.log(`built bin/${name} (permissions: ${permissionSet}${serverFiles.join(" ")})`);
+    console.log(
+      `built bin/${name} (permissions: ${permissionSet}${
+        daemonGrants.length ? " " + daemonGrants.join(" ") : ""
+      })`,
+    );
     return true;
   }
   const error = new TextDecoder().decode(output.stderr);

@@ -2,13 +2,20 @@
  * kumoctl: drives a manager (reference §11.1). `kumoctl <manager[:19700]> <command>`.
  * `status` prints exactly the layout of the HowTo.
  */
-import { deserializeAddress, formatAddress } from "../core/address.ts";
+import { deserializeAddress, formatAddress, type NodeAddress } from "../core/address.ts";
 import { clockTimeCounter, clockTimeSeconds } from "../core/clock_time.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
+import { connectRpc, type RpcConnection } from "../roles/rpc.ts";
+import { ProgressLine } from "./progress_line.ts";
+import { parseReplaceProgress, type ReplaceSnapshot, waitForReplace } from "./replace_wait.ts";
 import {
+  CALL_TIMEOUT_MS,
   callOnce,
   CLUSTER_KEY_USAGE,
+  CONNECT_TIMEOUT_MS,
+  connectErrorText,
+  messageOf,
   processIo,
   rubyTimeString,
   runTool,
@@ -20,6 +27,7 @@ import {
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
 const MANAGER_DEFAULT_PORT = 19700;
+const DEFAULT_WAIT_TIMEOUT_SECONDS = 600;
 
 const USAGE = `Usage: kumoctl address[:port=${MANAGER_DEFAULT_PORT}] command [options]
 command:
@@ -33,7 +41,39 @@ command:
    backup  [suffix=default]   create backup with specified suffix
    enable-auto-replace        enable auto replace
    disable-auto-replace       disable auto replace
+options of attach, detach, replace, full-replace:
+   --wait                     wait until the replace finishes, showing its progress
+   --timeout seconds          give up waiting after this long (default ${DEFAULT_WAIT_TIMEOUT_SECONDS}), exit 1
 ${CLUSTER_KEY_USAGE}`;
+
+/** Commands that start a replace: they take `--wait [--timeout seconds]`. */
+const REPLACE_COMMANDS = new Set(["attach", "detach", "replace", "full-replace"]);
+type WaitArguments = { rest: string[]; timeoutMs?: number } | { error: string };
+
+/** Takes `--wait`, `--timeout N` and `--timeout=N` out of a replace command's arguments. */
+function parseWaitArguments(args: string[]): WaitArguments {
+  const rest: string[] = [];
+  let wait = false;
+  let timeoutText: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--wait") wait = true;
+    else if (arg === "--timeout") {
+      timeoutText = args[++i];
+      if (timeoutText === undefined) return { error: "--timeout needs a number of seconds" };
+    } else if (arg.startsWith("--timeout=")) timeoutText = arg.slice("--timeout=".length);
+    else rest.push(arg);
+  }
+  if (timeoutText === undefined) {
+    return wait ? { rest, timeoutMs: DEFAULT_WAIT_TIMEOUT_SECONDS * 1000 } : { rest };
+  }
+  const seconds = Number(timeoutText);
+  if (!/^\d+(\.\d+)?$/.test(timeoutText) || !(seconds > 0)) {
+    return { error: `--timeout must be a positive number of seconds, got "${timeoutText}"` };
+  }
+  if (!wait) return { error: "--timeout is an option of --wait" };
+  return { rest, timeoutMs: Math.round(seconds * 1000) };
+}
 
 type Command = { method: number; params: unknown[]; print: (result: unknown) => string };
 
@@ -127,7 +167,15 @@ export function main(argv: string[], io: ToolIo = processIo): Promise<number> {
       return 0;
     }
     const { args, clusterKey } = takeClusterKey(argv, io);
-    const [addressText, name, ...rest] = args;
+    const [addressText, name, ...givenArgs] = args;
+    const waitArguments = name !== undefined && REPLACE_COMMANDS.has(name)
+      ? parseWaitArguments(givenArgs)
+      : { rest: givenArgs };
+    if ("error" in waitArguments) {
+      io.stderr(`kumoctl: ${waitArguments.error}\n`);
+      return 1;
+    }
+    const { rest, timeoutMs } = waitArguments;
     const command = name === undefined ? undefined : commandFor(name, rest);
     if (addressText === undefined || command === undefined) {
       const why = name === undefined
@@ -137,10 +185,74 @@ export function main(argv: string[], io: ToolIo = processIo): Promise<number> {
       return 1;
     }
     const address = await targetAddress(addressText, MANAGER_DEFAULT_PORT, "manager address");
-    const [result] = await callOnce(address, [command], clusterKey);
+    if (timeoutMs !== undefined) {
+      return await runAndWait(address, command, timeoutMs, io, clusterKey);
+    }
+    const [result] = await callOnce(address, [command], { clusterKey });
     io.stdout(command.print(result));
     return 0;
   });
+}
+
+/** The manager's replace progress and whether its rings are settled (read ring = write ring). */
+function snapshotOf(nodesInfo: unknown, readRingSeed: unknown): ReplaceSnapshot {
+  if (!Array.isArray(nodesInfo) || nodesInfo.length < 2) {
+    throw new ToolError("manager sent a malformed status reply");
+  }
+  const writeRing = HashSpace.fromSeed(nodesInfo[0]);
+  const readRing = HashSpace.fromSeed(readRingSeed);
+  return {
+    progress: parseReplaceProgress(nodesInfo[2]),
+    settled: writeRing.timestamp === readRing.timestamp,
+  };
+}
+
+/**
+ * `--wait`: runs the command and follows the replace on one connection. The first look is sent
+ * with the command, so the manager answers it right after starting the replace: even a replace
+ * shorter than a poll interval is seen.
+ */
+async function runAndWait(
+  address: NodeAddress,
+  command: Command,
+  timeoutMs: number,
+  io: ToolIo,
+  clusterKey: Uint8Array | undefined,
+): Promise<number> {
+  const where = formatAddress(address);
+  let connection: RpcConnection;
+  try {
+    connection = await connectRpc(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clusterKey });
+  } catch (error) {
+    throw new ToolError(connectErrorText(where, error));
+  }
+  const look = () =>
+    Promise.all([
+      connection.call(ManagerMethod.GetNodesInfo, [], CALL_TIMEOUT_MS),
+      connection.call(ManagerMethod.RHashSpaceRequest, [], CALL_TIMEOUT_MS),
+    ]).then(([nodesInfo, readRing]) => snapshotOf(nodesInfo, readRing));
+  try {
+    const [result, first] = await Promise.all([
+      connection.call(command.method, command.params, CALL_TIMEOUT_MS),
+      look(),
+    ]);
+    io.stdout(command.print(result));
+    const line = new ProgressLine((text) => io.stdout(text), io.isTerminal?.("stdout") ?? false);
+    const outcome = await waitForReplace(look, line, { timeoutMs }, first);
+    if (!outcome.finished) {
+      throw new ToolError(
+        `gave up waiting after ${timeoutMs / 1000} s (--timeout); last seen: ${outcome.lastSeen}`,
+      );
+    }
+    io.stdout("replace finished\n");
+    return 0;
+  } catch (error) {
+    if (error instanceof ToolError) throw error;
+    throw new ToolError(`${where}: ${messageOf(error)}`);
+  } finally {
+    connection.close();
+    await connection.closed;
+  }
 }
 
 if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

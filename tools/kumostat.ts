@@ -6,13 +6,7 @@
 import { formatAddress, type NodeAddress } from "../core/address.ts";
 import { clockTimeCounter, clockTimeSeconds } from "../core/clock_time.ts";
 import { HashSpace } from "../core/hash_space.ts";
-import {
-  ConfigCode,
-  ManagerMethod,
-  ReplaceFlag,
-  ServerMethod,
-  StatusCode,
-} from "../core/messages.ts";
+import { ConfigCode, ServerMethod, StatusCode } from "../core/messages.ts";
 import {
   callOnce,
   CLUSTER_KEY_USAGE,
@@ -24,10 +18,14 @@ import {
   targetAddress,
   type ToolIo,
 } from "./tool_io.ts";
+import {
+  MANAGER_DEFAULT_PORT,
+  managerWriteRing,
+  replaceStateName,
+  SERVER_DEFAULT_PORT,
+  statusCall as status,
+} from "./server_status.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
-
-const SERVER_DEFAULT_PORT = 19800;
-const MANAGER_DEFAULT_PORT = 19700;
 
 const USAGE = `Usage: kumostat server-address[:port=${SERVER_DEFAULT_PORT}] command
        kumostat -m manager-address[:port=${MANAGER_DEFAULT_PORT}] command
@@ -71,10 +69,6 @@ const STATS: [string, number][] = [
   ["curr_items", StatusCode.Items],
 ];
 
-function status(code: number) {
-  return { method: ServerMethod.GetStatus, params: [code] };
-}
-
 function formatHashSpace(seed: unknown): string[] {
   const ring = HashSpace.fromSeed(seed);
   return [
@@ -89,16 +83,6 @@ function formatHashSpace(seed: unknown): string[] {
   ];
 }
 
-/** kumofs' replace-state words, first match wins. */
-export function replaceStateName(flags: unknown): string {
-  if (typeof flags !== "number") return "?";
-  if (flags & ReplaceFlag.NotActive) return "inactive";
-  if (flags & ReplaceFlag.Deleting) return "Deleting";
-  if (flags & ReplaceFlag.Copying) return "Copying";
-  if (flags & ReplaceFlag.HashSpacesDiffer) return "WAIT";
-  return "ready";
-}
-
 /** The output lines of `command` for one server. */
 async function serverLines(
   server: NodeAddress,
@@ -106,7 +90,7 @@ async function serverLines(
   clusterKey: Uint8Array | undefined,
 ): Promise<string[]> {
   const callServer = (calls: { method: number; params: unknown[] }[]) =>
-    callOnce(server, calls, clusterKey);
+    callOnce(server, calls, { clusterKey });
   if (command in SIMPLE) {
     const [value] = await callServer([status(SIMPLE[command])]);
     return [String(value ?? "nil")];
@@ -176,11 +160,7 @@ export function main(argv: string[], io: ToolIo = processIo): Promise<number> {
       return 0;
     }
     const manager = await targetAddress(addressText, MANAGER_DEFAULT_PORT, "manager address");
-    const [reply] = await callOnce(manager, [{
-      method: ManagerMethod.HashSpaceRequest,
-      params: [],
-    }], clusterKey);
-    const ring = HashSpace.fromSeed(Array.isArray(reply) ? reply[0] : undefined);
+    const ring = await managerWriteRing(manager, { clusterKey });
     let failed = false;
     for (const node of ring.nodes.filter((n) => n.active)) {
       const prefix = `${formatAddress(node.address)}:  `;

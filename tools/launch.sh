@@ -56,6 +56,7 @@ absolute() {
 
 reads=""
 writes=""
+daemon=""
 # Deno separates the paths of one --allow-* flag by commas: a path with a comma cannot be granted.
 check_path() {
   case $1 in
@@ -95,11 +96,15 @@ case $set_name in
       value=""
       case $previous in
         -s | --store) value=store ;;
-        -o | --log | -g | --binary-log | -d | --daemon) value=file ;;
+        -o | --log | -g | --binary-log) value=file ;;
+        -d | --daemon) value=file daemon=yes ;;
+        --auth-file | --tls-cert | --tls-key) value=readable ;;
       esac
       case $arg in
         --store=*) value=store arg=${arg#--store=} ;;
-        --log=* | --binary-log=* | --daemon=*) value=file arg=${arg#*=} ;;
+        --log=* | --binary-log=*) value=file arg=${arg#*=} ;;
+        --daemon=*) value=file daemon=yes arg=${arg#*=} ;;
+        --auth-file=* | --tls-cert=* | --tls-key=*) value=readable arg=${arg#*=} ;;
       esac
       if [ "$value" = store ] && [ "$set_name" = server ]; then
         directory=$(dirname -- "$(absolute "$arg")")
@@ -107,6 +112,9 @@ case $set_name in
         add_write "$directory"
       elif [ "$value" = file ] && [ "$arg" != "-" ]; then
         add_write "$(absolute "$arg")"
+      elif [ "$value" = readable ] && [ "$set_name" = gateway ]; then
+        # The gateway's credentials and TLS files: read once at start.
+        add_read "$(absolute "$arg")"
       fi
       previous=$arg
     done
@@ -115,10 +123,31 @@ esac
 
 set -- --quiet --no-prompt --config "$root/deno.json" "-P=$set_name" \
   ${reads:+"--allow-read=$reads"} ${writes:+"--allow-write=$writes"} \
-  ${KUMO_DENO_FLAGS:-} "$root/$file" "$@"
+  ${KUMO_DENO_FLAGS:-} "$root/$file" ${daemon:+--kumo-daemon-child} "$@"
 if [ -n "${KUMO_PRINT_COMMAND:-}" ]; then
   # What would run, one argument per line (to check a set without starting the program).
   printf '%s\n' "$deno" run "$@"
   exit 0
 fi
-exec "$deno" run "$@"
+if [ -z "$daemon" ]; then
+  exec "$deno" run "$@"
+fi
+
+# -d pidfile: Deno cannot fork and no set holds `run`, so the detaching happens here. The program
+# starts in a session of its own (setsid -f), told by --kumo-daemon-child (roles/daemonize.ts)
+# that it is the background process: it writes the pid file, then its first stdout line is
+# "kumo-daemon-ready <pid>" — or its one-line error if it cannot start. Bounded wait.
+start_timeout_seconds=120
+line=$(setsid -f "$deno" run "$@" </dev/null 2>/dev/null | timeout "$start_timeout_seconds" head -n 1)
+status=$?
+case $line in
+  kumo-daemon-ready*) exit 0 ;;
+esac
+if [ -n "$line" ]; then
+  printf '%s\n' "$line" >&2
+elif [ "$status" -eq 124 ]; then
+  echo "$program: the background process did not start within $start_timeout_seconds s" >&2
+else
+  echo "$program: the background process exited before it was ready (run without -d to see why)" >&2
+fi
+exit 1

@@ -11,6 +11,8 @@ import { readClusterKeyFile } from "../roles/cluster_key.ts";
 export interface ToolIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Whether the stream is a terminal (progress is drawn in place there); absent = no. */
+  isTerminal?(stream: "stdout" | "stderr"): boolean;
 }
 
 function writeAll(file: { writeSync(bytes: Uint8Array): number }, text: string): void {
@@ -21,6 +23,7 @@ function writeAll(file: { writeSync(bytes: Uint8Array): number }, text: string):
 export const processIo: ToolIo = {
   stdout: (text) => writeAll(Deno.stdout, text),
   stderr: (text) => writeAll(Deno.stderr, text),
+  isTerminal: (stream) => (stream === "stdout" ? Deno.stdout : Deno.stderr).isTerminal(),
 };
 
 /** A failure the tool reports as one line on stderr, exit code 1. */
@@ -46,25 +49,36 @@ export async function targetAddress(
   }
 }
 
+/** Shorter limits for a tool that must not hang on one slow peer (kumotop). */
+export interface CallTimeouts {
+  readonly connectTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
+}
+
+/** Timeouts, and the cluster key to prove (`--cluster-key`; absent: none). */
+export interface CallOptions extends CallTimeouts {
+  readonly clusterKey?: Uint8Array;
+}
+
 /** Connects, makes one call per entry of `calls`, closes; errors become ToolErrors. */
 export async function callOnce(
   address: NodeAddress,
   calls: { method: number; params: unknown[] }[],
-  clusterKey?: Uint8Array,
+  options: CallOptions = {},
 ): Promise<unknown[]> {
   const where = formatAddress(address);
+  const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+  const callTimeoutMs = options.callTimeoutMs ?? CALL_TIMEOUT_MS;
   let connection;
   try {
-    connection = await connectRpc(address, { connectTimeoutMs: CONNECT_TIMEOUT_MS, clusterKey });
+    connection = await connectRpc(address, { connectTimeoutMs, clusterKey: options.clusterKey });
   } catch (error) {
-    // The cluster-key handshake's errors already start with the address.
-    const text = messageOf(error);
-    throw new ToolError(text.startsWith(where) ? text : `cannot connect to ${where}: ${text}`);
+    throw new ToolError(connectErrorText(where, error));
   }
   try {
     const results = [];
     for (const { method, params } of calls) {
-      results.push(await connection.call(method, params, CALL_TIMEOUT_MS));
+      results.push(await connection.call(method, params, callTimeoutMs));
     }
     return results;
   } catch (error) {
@@ -73,6 +87,12 @@ export async function callOnce(
     connection.close();
     await connection.closed;
   }
+}
+
+/** A failed connect's one line (the cluster-key handshake's errors already name the peer). */
+export function connectErrorText(where: string, error: unknown): string {
+  const text = messageOf(error);
+  return text.startsWith(where) ? text : `cannot connect to ${where}: ${text}`;
 }
 
 /** The usage line every RPC tool shows for `--cluster-key`. */

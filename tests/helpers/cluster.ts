@@ -63,6 +63,8 @@ export interface TestClusterOptions {
   manager?: ManagerExtraSettings;
   /** A shared cluster key for every role this cluster starts (`--cluster-key`). */
   clusterKey?: Uint8Array;
+  /** Managers and servers serve `--metrics` on 127.0.0.1, port 0 (see `metricsAddress`). */
+  metrics?: boolean;
 }
 
 /** A manager position: its address survives kills so a restart binds the same port. */
@@ -97,6 +99,7 @@ export class TestCluster {
   #storeCount = 0;
   /** The cluster key every role gets unless a start call says otherwise. */
   clusterKey: Uint8Array | undefined;
+  #metrics = false;
 
   private constructor(dataDir: string, nowSeconds: () => number, extra: ManagerExtraSettings) {
     this.dataDir = dataDir;
@@ -109,6 +112,7 @@ export class TestCluster {
     const nowSeconds = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     const cluster = new TestCluster(dataDir, nowSeconds, options.manager ?? {});
     cluster.clusterKey = options.clusterKey;
+    cluster.#metrics = options.metrics ?? false;
     try {
       if ((options.managers ?? 1) === 2) await cluster.#startManagerPair();
       else cluster.#startManager({ index: 0, address: { host: LOCALHOST, port: 0 } });
@@ -181,6 +185,7 @@ export class TestCluster {
       logger: this.#logger(label),
       nowSeconds: this.nowSeconds,
       clusterKey: this.clusterKey,
+      metricsListen: this.#metrics ? { host: LOCALHOST, port: 0 } : undefined,
     };
     const manager = Manager.start(settings);
     label.role = `manager${slot.index + 1} ${formatAddress(manager.address)}`;
@@ -261,6 +266,7 @@ export class TestCluster {
       logger: this.#logger(label),
       nowSeconds: this.nowSeconds,
       clusterKey: "clusterKey" in options ? options.clusterKey : this.clusterKey,
+      metricsListen: this.#metrics ? { host: LOCALHOST, port: 0 } : undefined,
     });
     const key = formatAddress(server.address);
     label.role = `server ${key}`;

@@ -22,6 +22,7 @@
  * - `{=NAME}` in an expect line: exactly the number remembered as NAME;
  * - `{_}` in an expect line: any decimal number;
  * - `{*}` in an expect line: any non-empty run of bytes other than space, \r and \n;
+ * - `{any N}` in an expect line: exactly N bytes of any value (a binary CAS);
  * - `{{`: a literal "{".
  *
  * Consecutive send lines leave in one write (so they test pipelining); consecutive expect lines
@@ -31,13 +32,20 @@
  * @module
  */
 
+/**
+ * The users of the transcripts in tests/transcripts/auth/ (an authfile: memcached -Y, kumo
+ * --auth-file); the binary ones log in over SASL PLAIN with the same users.
+ */
+export const TRANSCRIPT_AUTH_FILE = "alice:s3cret\nbob:pw:with:colons\n";
+
 /** One piece of a send or expect line. */
 export type Segment =
   | { type: "bytes"; bytes: Uint8Array }
   | { type: "var"; name: string } // send: substitute; expect: capture a number
   | { type: "equals"; name: string }
   | { type: "number" }
-  | { type: "token" };
+  | { type: "token" }
+  | { type: "any"; count: number };
 
 /** One step of a transcript. */
 export type TranscriptStep =
@@ -117,6 +125,8 @@ function parseSegments(text: string, raw: boolean, expect: boolean): Segment[] {
       const bytes = new Uint8Array(unit.length * count);
       for (let k = 0; k < count; k++) bytes.set(unit, k * unit.length);
       segments.push({ type: "bytes", bytes });
+    } else if (/^any \d+$/.test(inner) && expect) {
+      segments.push({ type: "any", count: Number(inner.slice(4)) });
     } else if (inner === "_" && expect) segments.push({ type: "number" });
     else if (inner === "*" && expect) segments.push({ type: "token" });
     else if (inner.startsWith("=") && expect && NAME.test(inner.slice(1))) {
@@ -248,6 +258,11 @@ function matchSegments(
       at += literal.length;
       continue;
     }
+    if (s.type === "any") {
+      if (at + s.count > data.length) return { status: "more" };
+      at += s.count;
+      continue;
+    }
     const accept = s.type === "token" ? isTokenByte : isDigit;
     const start = at;
     while (at < data.length && accept(data[at])) at++;
@@ -300,6 +315,8 @@ function describeSegments(segments: Segment[]): string {
         return "{_}";
       case "token":
         return "{*}";
+      case "any":
+        return `{any ${s.count}}`;
     }
   }).join("");
 }

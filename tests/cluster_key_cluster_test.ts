@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { formatAddress, sameAddress } from "../core/address.ts";
+import { Client } from "../roles/client.ts";
 import { Gateway } from "../roles/gateway.ts";
 import { silentLogger } from "../roles/log.ts";
 import { Manager } from "../roles/manager.ts";
@@ -12,6 +13,7 @@ import { warnIfOpen } from "../roles/cluster_key.ts";
 import { main as kumoctl } from "../tools/kumoctl.ts";
 import { main as kumostat } from "../tools/kumostat.ts";
 import { main as kumohash } from "../tools/kumohash.ts";
+import { main as kumotop } from "../tools/kumotop.ts";
 import type { ToolIo } from "../tools/tool_io.ts";
 import { FAST, TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
 
@@ -55,6 +57,14 @@ Deno.test("with the key everywhere: attach, set/get, kumoctl and kumostat, detac
   } finally {
     client.close();
   }
+  {
+    // The embedding Client (mod.ts) proves the key too.
+    await using embedded = await Client.connect({
+      managers: cluster.managerAddresses,
+      clusterKey: KEY,
+    });
+    assert.equal(new TextDecoder().decode((await embedded.get("k7"))?.value), "x");
+  }
   const status = await runTool(kumoctl, [manager, "status", "--cluster-key", key]);
   assert.equal(status.code, 0, status.stderr);
   assert.equal((status.stdout.match(/\(active\)/g) ?? []).length, 3, status.stdout);
@@ -75,9 +85,13 @@ Deno.test("with the key everywhere: attach, set/get, kumoctl and kumostat, detac
   // A newcomer gets its share of the records over the (keyed) replace stream port.
   const newcomer = cluster.startServer();
   await cluster.waitForNewcomer(newcomer.address);
-  const attach = await runTool(kumoctl, [manager, "attach", "--cluster-key", key]);
+  const attach = await runTool(kumoctl, [manager, "attach", "--wait", "--cluster-key", key]);
   assert.equal(attach.code, 0, attach.stderr);
+  assert.match(attach.stdout, /replace finished\n$/);
   await cluster.waitForReplaceFinished();
+  const top = await runTool(kumotop, ["-m", manager, "--once", "--cluster-key", key]);
+  assert.equal(top.code, 0, top.stderr);
+  assert.match(top.stdout, new RegExp(`${formatAddress(newcomer.address)} .* ready`));
   const copied = await runTool(kumostat, [
     formatAddress(newcomer.address),
     "items",
@@ -87,7 +101,11 @@ Deno.test("with the key everywhere: attach, set/get, kumoctl and kumostat, detac
   assert.equal(copied.code, 0, copied.stderr);
   assert.ok(Number(copied.stdout) > 0, `the newcomer holds ${copied.stdout}`);
   assert.deepEqual(refusals(cluster), []);
-  assertNoSecret(cluster, status.stdout, items.stdout, hash.stdout, detach.stdout);
+  const topKeyless = await runTool(kumotop, ["-m", manager, "--once"]);
+  assert.equal(topKeyless.code, 1, topKeyless.stdout);
+  assert.match(topKeyless.stdout, /refused: this cluster requires --cluster-key/);
+  await waitFor("the keyless kumotop's refusal logged", () => refusals(cluster).length === 1);
+  assertNoSecret(cluster, status.stdout, items.stdout, hash.stdout, detach.stdout, top.stdout);
 });
 
 Deno.test("a server without the key cannot register; the manager logs the refusal", async () => {

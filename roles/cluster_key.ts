@@ -26,6 +26,9 @@ import {
 import { errorText } from "./error_text.ts";
 import type { Logger } from "./log.ts";
 
+/** Hosts (or peer and message pairs) remembered to keep repeated log lines down. */
+const MAX_TRACKED = 1024;
+
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   return new Uint8Array(createHmac("sha256", key).update(data).digest());
 }
@@ -260,6 +263,8 @@ export function refusalLogger(
       return;
     }
     const more = entry && entry.since > 0 ? ` (${entry.since} more refused from this host)` : "";
+    // A scan from many addresses must not grow this without bound: forgetting only costs a line.
+    if (entry === undefined && hosts.size >= MAX_TRACKED) hosts.clear();
     hosts.set(peer.host, { loggedAtMs: now, since: 0 });
     log.warn(`refused ${formatAddress(peer)}: ${reason}${more}`);
   };
@@ -306,6 +311,7 @@ export function clusterKeyComplainer(
     if (!/cluster[- ]key/.test(message)) return undefined;
     const entry = `${formatAddress(peer)} ${message}`;
     if (!seen.has(entry)) {
+      if (seen.size >= MAX_TRACKED) seen.clear();
       seen.add(entry);
       log.error(`${formatAddress(peer)}: ${message}`);
     }

@@ -569,6 +569,19 @@ export class Server {
    * a write that may still be lost.
    */
   async #getOnceReplicated(dbKey: DbKey, rawKey: unknown): Promise<Uint8Array | null> {
+    await this.#settleUnreplicated(dbKey, rawKey);
+    return this.#readRecord(dbKey, false);
+  }
+
+  /**
+   * Waits until the key's local writes are on every replica; if one's replication failed, the
+   * current record is replicated again, and if that fails too this throws. Whatever shows the
+   * key's state to a client — a read, and also a cas or read-modify-write that answers without
+   * writing (EXISTS, NOT_STORED, NOT_FOUND…) — waits for this first, or it could reveal a write
+   * that is later lost (found by the multi-host runs: a cas answered EXISTS because of a set
+   * still replicating, then a read from another replica showed the value before that set).
+   */
+  async #settleUnreplicated(dbKey: DbKey, rawKey: unknown): Promise<void> {
     const { failed } = await this.#unreplicated.settle(dbKey.hash);
     const record = this.store.get(dbKey.key, dbKey.hash);
     if (failed && record) {
@@ -582,7 +595,6 @@ export class Server {
       }
       this.#unreplicated.markReplicated(dbKey.hash);
     }
-    return this.#readRecord(dbKey, false);
   }
 
   /**
@@ -698,8 +710,17 @@ export class Server {
     const stored = this.store.get(dbKey.key, dbKey.hash);
     if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
     if (operation === SetOperation.Cas) {
-      if (!isLive(stored, this.#now())) return 0;
-      if (stored!.clockTime !== incoming.clockTime) return false;
+      const answer = !isLive(stored, this.#now())
+        ? 0
+        : stored!.clockTime !== incoming.clockTime
+        ? false
+        : undefined;
+      if (answer !== undefined) {
+        if (this.#unreplicated.isUnsettled(dbKey.hash)) {
+          await this.#settleUnreplicated(dbKey, rawKey);
+        }
+        return answer;
+      }
     }
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
@@ -827,7 +848,10 @@ export class Server {
     } catch (error) {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, errorText(error));
     }
-    if (outcome.status !== MutateStatus.Ok) return [outcome.status, stored?.clockTime ?? 0n, null];
+    if (outcome.status !== MutateStatus.Ok) {
+      if (this.#unreplicated.isUnsettled(dbKey.hash)) await this.#settleUnreplicated(dbKey, rawKey);
+      return [outcome.status, stored?.clockTime ?? 0n, null];
+    }
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = {
       key: copyBytes(dbKey.key),

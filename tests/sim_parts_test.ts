@@ -126,7 +126,9 @@ Deno.test("network: refused, black hole holds bytes until healed, reset fails bo
   assert.equal(got, undefined, "nothing crosses a black hole");
   network.heal("10.0.0.1", "10.0.0.2");
   await scheduler.run(() => got !== undefined);
-  assert.ok(got! >= 1 && new TextDecoder().decode(buffer.subarray(0, got!)) === "hello".slice(0, got!));
+  assert.ok(
+    got! >= 1 && new TextDecoder().decode(buffer.subarray(0, got!)) === "hello".slice(0, got!),
+  );
 
   let readError: unknown;
   client!.read(buffer).catch((e) => readError = e);

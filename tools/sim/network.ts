@@ -73,7 +73,11 @@ class SimConn implements RuntimeConn {
   readonly outgoing = new Direction();
   readonly #network: SimNetwork;
   readonly #received: Uint8Array[] = [];
-  #readWaiter?: { buffer: Uint8Array; resolve: (n: number | null) => void; reject: (e: Error) => void };
+  #readWaiter?: {
+    buffer: Uint8Array;
+    resolve: (n: number | null) => void;
+    reject: (e: Error) => void;
+  };
   #eofReceived = false;
   #closed = false;
   #finSent = false;
@@ -106,6 +110,7 @@ class SimConn implements RuntimeConn {
     if (this.#dead) return new Promise(() => {});
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("connection closed"));
     if (this.#error) return Promise.reject(this.#error);
+    if (this.#finSent) return Promise.reject(new Deno.errors.BrokenPipe("write side closed"));
     if (data.length === 0) return Promise.resolve(0);
     const random = this.#network.random;
     let length = data.length;
@@ -139,6 +144,18 @@ class SimConn implements RuntimeConn {
   }
 
   setNoDelay(_enabled: boolean): void {}
+
+  /** Half-close: our direction ends (the peer reads end of stream), reads go on. */
+  closeWrite(): Promise<void> {
+    if (this.#dead) return new Promise(() => {});
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("connection closed"));
+    if (this.#error) return Promise.reject(this.#error);
+    if (!this.#finSent) {
+      this.#finSent = true;
+      this.#network.send(this, { data: null });
+    }
+    return Promise.resolve();
+  }
 
   /** A chunk arrived from the peer. */
   deliver(chunk: Chunk): void {
@@ -214,7 +231,9 @@ class SimListener implements RuntimeListener {
     if (this.#closed || this.#dead) return;
     this.#closed = true;
     this.#network.unlisten(this);
-    for (const conn of this.#queue.splice(0)) this.#network.resetLater(conn.peer, "listener closed");
+    for (const conn of this.#queue.splice(0)) {
+      this.#network.resetLater(conn.peer, "listener closed");
+    }
     const waiter = this.#waiter;
     this.#waiter = undefined;
     waiter?.reject(new Deno.errors.BadResource("listener closed"));
@@ -296,11 +315,16 @@ export class SimNetwork {
         if (settled) return;
         if (this.#blackHoles.has(linkId(host, target.hostname))) {
           // The SYN is lost: retry like TCP does, give up after a while.
-          this.#scheduler.after(CONNECT_GIVE_UP_MS, host, `connect ${addressText(target)} gave up`, () => {
-            if (settled) return;
-            settle();
-            reject(new Deno.errors.TimedOut(`connect to ${addressText(target)} timed out`));
-          });
+          this.#scheduler.after(
+            CONNECT_GIVE_UP_MS,
+            host,
+            `connect ${addressText(target)} gave up`,
+            () => {
+              if (settled) return;
+              settle();
+              reject(new Deno.errors.TimedOut(`connect to ${addressText(target)} timed out`));
+            },
+          );
           return;
         }
         const listener = this.#listeners.get(addressText(target));
@@ -313,7 +337,12 @@ export class SimNetwork {
           return;
         }
         const id = `c${++this.#connectionCount}`;
-        const local = new SimConn(this, { hostname: host, port: this.#ephemeralPort(host) }, target, id);
+        const local = new SimConn(
+          this,
+          { hostname: host, port: this.#ephemeralPort(host) },
+          target,
+          id,
+        );
         const remote = new SimConn(this, target, local.localAddr, id);
         local.peer = remote;
         remote.peer = local;
@@ -331,15 +360,20 @@ export class SimNetwork {
           this.#connections.add(local);
           this.#connections.add(remote);
           listener.enqueue(remote);
-          this.#scheduler.after(this.#latency(), host, `connected ${id} to ${addressText(target)}`, () => {
-            if (settled) {
-              // Gave up meanwhile: the late connection is closed at once.
-              local.close();
-              return;
-            }
-            settle();
-            resolve(local);
-          });
+          this.#scheduler.after(
+            this.#latency(),
+            host,
+            `connected ${id} to ${addressText(target)}`,
+            () => {
+              if (settled) {
+                // Gave up meanwhile: the late connection is closed at once.
+                local.close();
+                return;
+              }
+              settle();
+              resolve(local);
+            },
+          );
         });
       };
       this.#scheduler.after(0, host, `connect ${addressText(target)}`, attempt);
@@ -373,9 +407,14 @@ export class SimNetwork {
 
   /** Resets a connection at its peer and at `conn` a moment later (an RST). */
   resetLater(conn: SimConn, why: string): void {
-    this.#scheduler.after(this.#latency(), conn.localAddr.hostname, `rst ${conn.id} (${why})`, () => {
-      this.#reset(conn, why);
-    });
+    this.#scheduler.after(
+      this.#latency(),
+      conn.localAddr.hostname,
+      `rst ${conn.id} (${why})`,
+      () => {
+        this.#reset(conn, why);
+      },
+    );
   }
 
   #reset(conn: SimConn, why: string): void {

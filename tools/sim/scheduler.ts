@@ -96,6 +96,11 @@ export class SimScheduler {
   readonly #keepTrace: boolean;
   readonly #maxEvents: number;
   readonly trace: string[] = [];
+  /**
+   * Exceptions thrown by events: in a real process an uncaught exception in a timer or I/O
+   * callback kills it, so each one is a finding (the run reports it as a violation).
+   */
+  readonly uncaught: string[] = [];
 
   constructor(options: SchedulerOptions = {}) {
     this.#keepTrace = options.keepTrace ?? false;
@@ -170,7 +175,13 @@ export class SimScheduler {
         throw new Error(`more than ${this.#maxEvents} events: a livelock?`);
       }
       this.#record(`${next.atMs.toFixed(3)} ${next.host} ${next.what}`);
-      next.run();
+      try {
+        next.run();
+      } catch (error) {
+        const text = error instanceof Error ? error.stack ?? error.message : String(error);
+        this.uncaught.push(`${next.atMs.toFixed(3)} ${next.host} ${next.what}: ${text}`);
+        this.note(next.host, `uncaught ${error instanceof Error ? error.message : error}`);
+      }
     }
   }
 

@@ -87,6 +87,12 @@ export interface ServerSettings {
    * local store, replicating in the background — a deliberate bug for the multi-host checkers.
    */
   ackBeforeReplicate?: boolean;
+  /**
+   * Testing only (the simulation's `--break drop-every-tenth-replica-write`): as a replica,
+   * acknowledge every tenth replicated set without storing it — a deliberate bug the simulation
+   * must catch. Settable only here, never from the command line.
+   */
+  dropEveryTenthReplicaWrite?: boolean;
   /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
   clusterKey?: Uint8Array;
   /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
@@ -170,6 +176,8 @@ export class Server {
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #pauses = new CancellablePauses();
   readonly #ackBeforeReplicate: boolean;
+  readonly #dropEveryTenthReplicaWrite: boolean;
+  #replicaWritesTaken = 0;
   readonly #clusterKey: Uint8Array | undefined;
   #metrics?: MetricsEndpoint;
 
@@ -198,6 +206,7 @@ export class Server {
     };
     this.#startedAtSeconds = this.#settings.nowSeconds();
     this.#ackBeforeReplicate = settings.ackBeforeReplicate === true;
+    this.#dropEveryTenthReplicaWrite = settings.dropEveryTenthReplicaWrite === true;
     this.#clusterKey = settings.clusterKey;
     this.#garbage = new TombstoneCollector(store, {
       minAgeSeconds: settings.garbageMinTimeSeconds ?? 60,
@@ -986,6 +995,7 @@ export class Server {
     }
     this.#updateClock(adjustClock);
     this.clock.update(clockTimeCounter(record.clockTime));
+    if (this.#dropEveryTenthReplicaWrite && ++this.#replicaWritesTaken % 10 === 0) return true;
     const written = this.store.putIfNewer({
       ...record,
       key: copyBytes(record.key),

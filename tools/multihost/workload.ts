@@ -19,6 +19,8 @@ export interface WorkloadOptions {
   readonly hostname: string;
   readonly port: number;
   readonly clients: number;
+  /** The first client's number (default 0): workloads sharing a cluster use disjoint numbers. */
+  readonly firstClient?: number;
   readonly keys: readonly string[];
   readonly seed: number;
   /** A request without a reply for this long is `unknown` (and its connection replaced). */
@@ -74,7 +76,8 @@ export class Workload {
 
   static start(options: WorkloadOptions): Workload {
     const workload = new Workload(options);
-    for (let id = 0; id < options.clients; id++) {
+    const first = options.firstClient ?? 0;
+    for (let id = first; id < first + options.clients; id++) {
       const client: ClientState = {
         id,
         rng: new Rng(deriveSeed(options.seed, id)),
@@ -105,7 +108,7 @@ export class Workload {
    */
   async finalReads(): Promise<void> {
     const reader: ClientState = {
-      id: this.#options.clients,
+      id: (this.#options.firstClient ?? 0) + this.#options.clients,
       rng: new Rng(0),
       writes: 0,
       ops: 0,

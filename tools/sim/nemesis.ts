@@ -1,0 +1,189 @@
+/**
+ * The simulation's nemesis and operator: from the seed, a sequence of faults — a server, gateway
+ * or manager killed and restarted (with its committed store), a server cut off from everyone, a
+ * black-holed link, connections reset — each held for a seeded time, then healed; and operator
+ * actions in between — attach (after a server came back), detach (of a server that stays dead a
+ * while), replace. Everything happens in virtual time, so the run replays exactly.
+ */
+import type { Rng } from "../multihost/random.ts";
+import type { SimCluster } from "./sim_cluster.ts";
+
+export type FaultKind =
+  | "kill-server"
+  | "detach-server"
+  | "isolate-server"
+  | "black-hole-link"
+  | "reset-connections"
+  | "kill-gateway"
+  | "kill-manager"
+  | "replace";
+
+export const FAULT_KINDS: readonly FaultKind[] = [
+  "kill-server",
+  "detach-server",
+  "isolate-server",
+  "black-hole-link",
+  "reset-connections",
+  "kill-gateway",
+  "kill-manager",
+  "replace",
+];
+
+export interface NemesisOptions {
+  /** Gap between faults, ms. */
+  readonly minGapMs: number;
+  readonly maxGapMs: number;
+  /** How long a fault is held, ms. */
+  readonly minHoldMs: number;
+  readonly maxHoldMs: number;
+  /** Only these kinds (default all). */
+  readonly kinds?: readonly FaultKind[];
+}
+
+export class Nemesis {
+  readonly faults: string[] = [];
+  readonly #cluster: SimCluster;
+  readonly #rng: Rng;
+  readonly #options: NemesisOptions;
+  #stopping = false;
+
+  constructor(cluster: SimCluster, rng: Rng, options: NemesisOptions) {
+    this.#cluster = cluster;
+    this.#rng = rng;
+    this.#options = options;
+  }
+
+  stop(): void {
+    this.#stopping = true;
+  }
+
+  async run(): Promise<void> {
+    const { minGapMs, maxGapMs } = this.#options;
+    while (!this.#stopping) {
+      await this.#sleep(this.#rng.int(minGapMs, maxGapMs));
+      if (this.#stopping) break;
+      await this.#inject(this.#rng.pick(this.#options.kinds ?? FAULT_KINDS));
+    }
+  }
+
+  /** Heals every fault still in place and restarts every dead host (before the final checks). */
+  healAll(): void {
+    const cluster = this.#cluster;
+    cluster.world.network.healAll();
+    for (const slot of cluster.slots) {
+      if (!slot.host.alive) cluster.restart(slot.host.host);
+    }
+  }
+
+  /** Operator `attach`: every newcomer becomes a member (a replace follows). */
+  attach(): void {
+    const manager = this.#cluster.liveManagers[0];
+    if (manager && manager.newServers.length > 0) {
+      this.#note("operator: attach");
+      manager.attachNewServers(true);
+    }
+  }
+
+  async #inject(kind: FaultKind): Promise<void> {
+    const cluster = this.#cluster;
+    const network = cluster.world.network;
+    const hold = () => this.#sleep(this.#rng.int(this.#options.minHoldMs, this.#options.maxHoldMs));
+    const liveServers = cluster.servers.filter((s) => s.host.alive);
+    // At most one server down at a time: three replicas, one may be lost.
+    const oneServerDown = liveServers.length < cluster.servers.length;
+    switch (kind) {
+      case "kill-server":
+      case "detach-server": {
+        if (oneServerDown) return;
+        const victim = this.#rng.pick(liveServers).host.host;
+        this.#note(`${kind} ${victim}`);
+        cluster.kill(victim);
+        await hold();
+        if (kind === "detach-server") {
+          const manager = cluster.liveManagers[0];
+          if (manager) {
+            this.#note("operator: detach");
+            manager.detachFaultServers(true);
+          }
+          await hold();
+        }
+        cluster.restart(victim);
+        await this.#sleep(2_000);
+        this.attach();
+        return;
+      }
+      case "isolate-server": {
+        const victim = this.#rng.pick(liveServers).host.host;
+        const others = cluster.slots.map((s) => s.host.host).filter((h) => h !== victim);
+        this.#note(`isolate-server ${victim}`);
+        for (const other of [...others, cluster.client.host]) network.blackHole(victim, other);
+        await hold();
+        for (const other of [...others, cluster.client.host]) network.heal(victim, other);
+        await this.#sleep(2_000);
+        this.attach();
+        return;
+      }
+      case "black-hole-link": {
+        const hosts = cluster.slots.map((s) => s.host.host);
+        const a = this.#rng.pick(hosts);
+        const b = this.#rng.pick(hosts.filter((h) => h !== a));
+        this.#note(`black-hole-link ${a} ${b}`);
+        network.blackHole(a, b);
+        await hold();
+        network.heal(a, b);
+        await this.#sleep(2_000);
+        this.attach();
+        return;
+      }
+      case "reset-connections": {
+        const open = network.openConnections();
+        const count = Math.min(open.length, this.#rng.int(1, 3));
+        this.#note(`reset-connections ${count}`);
+        for (let i = 0; i < count; i++) {
+          const live = network.openConnections();
+          if (live.length === 0) break;
+          network.reset(this.#rng.pick(live));
+        }
+        return;
+      }
+      case "kill-gateway": {
+        const victim = this.#rng.pick(cluster.gateways).host.host;
+        this.#note(`kill-gateway ${victim}`);
+        cluster.kill(victim);
+        await hold();
+        cluster.restart(victim);
+        return;
+      }
+      case "kill-manager": {
+        // A lone manager restarts empty; only one of a pair may go (it relearns from its partner).
+        const live = cluster.managers.filter((s) => s.host.alive);
+        if (cluster.managers.length < 2 || live.length < 2) return;
+        const victim = this.#rng.pick(live).host.host;
+        this.#note(`kill-manager ${victim}`);
+        cluster.kill(victim);
+        await hold();
+        cluster.restart(victim);
+        await this.#sleep(2_000);
+        return;
+      }
+      case "replace": {
+        const manager = cluster.liveManagers[0];
+        if (!manager) return;
+        this.#note("operator: replace");
+        manager.startReplace(false);
+        return;
+      }
+    }
+  }
+
+  #note(text: string): void {
+    this.faults.push(text);
+    this.#cluster.world.scheduler.note("nemesis", text);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) =>
+      this.#cluster.world.scheduler.after(ms, "nemesis", "wake", resolve)
+    );
+  }
+}

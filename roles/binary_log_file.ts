@@ -8,10 +8,12 @@
  */
 import { encodeBinaryLogRecord } from "../core/binary_log.ts";
 import type { BinaryLogEntry, BinaryLogSink } from "../core/binary_log_records.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { type AppendFile, openAppendFile } from "./runtime/process.ts";
 
 export class BinaryLogFile implements BinaryLogSink {
   readonly path: string;
-  #file: Deno.FsFile | undefined;
+  #file: AppendFile | undefined;
   readonly #nowSeconds: () => number;
   /** Why the last write failed, reported once per failing streak (not per record). */
   #failing = false;
@@ -25,7 +27,7 @@ export class BinaryLogFile implements BinaryLogSink {
     this.path = path;
     this.#nowSeconds = nowSeconds;
     this.#onError = onError;
-    this.#file = openAppend(path);
+    this.#file = openAppendFile(path);
   }
 
   /** Opens (creates) `path` for appending; throws with the OS's reason when it cannot. */
@@ -35,7 +37,7 @@ export class BinaryLogFile implements BinaryLogSink {
   ): BinaryLogFile {
     return new BinaryLogFile(
       path,
-      options.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+      options.nowSeconds ?? (() => Math.floor(denoRuntime.nowMs() / 1000)),
       options.onError ?? (() => {}),
     );
   }
@@ -63,7 +65,7 @@ export class BinaryLogFile implements BinaryLogSink {
     if (!this.#file) return;
     const old = this.#file;
     try {
-      this.#file = openAppend(this.path);
+      this.#file = openAppendFile(this.path);
       old.close();
     } catch (error) {
       // Keep writing to the old file rather than losing records.
@@ -75,10 +77,6 @@ export class BinaryLogFile implements BinaryLogSink {
     this.#file?.close();
     this.#file = undefined;
   }
-}
-
-function openAppend(path: string): Deno.FsFile {
-  return Deno.openSync(path, { append: true, create: true });
 }
 
 function messageOf(error: unknown): string {

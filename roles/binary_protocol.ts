@@ -30,6 +30,7 @@ import {
   uint64Bytes,
 } from "../core/memcached_binary.ts";
 import { KUMO_VERSION } from "../core/messages.ts";
+import { processId } from "./runtime/process.ts";
 import type { ClusterClient } from "./cluster_client.ts";
 import { answerStats, type StatsContext } from "./stats_groups.ts";
 import type { FrontEndProtocol, ParseStep, Reply } from "./connection_loop.ts";
@@ -382,7 +383,7 @@ function stat(settings: BinaryProtocolSettings, request: BinaryStatRequest): Uin
 
 function defaultStats(settings: BinaryProtocolSettings) {
   return (): [string, string | number][] => [
-    ["pid", Deno.pid],
+    ["pid", processId()],
     ["time", settings.nowSeconds()],
     ["version", `kumo-${KUMO_VERSION}`],
     ["pointer_size", 64],

@@ -36,6 +36,8 @@ import {
 } from "./cluster_client.ts";
 import { arithmeticCommand, storeCommand, touchCommand } from "./memcached_commands.ts";
 import { resolveAddress } from "./resolve.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import type { Runtime, TimerHandle } from "./runtime/runtime.ts";
 
 /** How to reach the cluster; every tuning knob defaults to the gateway's default. */
 export interface ClientOptions extends
@@ -61,8 +63,10 @@ export interface ClientOptions extends
   readonly maxValueBytes?: number;
   /** How long `connect` waits for the managers' rings (default 10 s). */
   readonly ringTimeoutMs?: number;
-  /** Wall clock in unix seconds, for relative expiry (default the system clock). */
+  /** Wall clock in unix seconds, for relative expiry (default the runtime's clock). */
   readonly nowSeconds?: () => number;
+  /** Clock, timers, randomness and TCP (default {@link denoRuntime}: the real world). */
+  readonly runtime?: Runtime;
 }
 
 /** A stored item, as `gets` shows it. */
@@ -117,7 +121,8 @@ export class Client {
   private constructor(cluster: ClusterClient, options: ClientOptions) {
     this.#cluster = cluster;
     this.#maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
-    this.#nowSeconds = options.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    const runtime = options.runtime ?? denoRuntime;
+    this.#nowSeconds = options.nowSeconds ?? (() => Math.floor(runtime.nowMs() / 1000));
   }
 
   /**
@@ -143,12 +148,13 @@ export class Client {
       keyPrefix: options.keyPrefix === undefined ? undefined : bytesOf(options.keyPrefix),
     });
     const ringTimeoutMs = options.ringTimeoutMs ?? DEFAULT_RING_TIMEOUT_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const runtime = options.runtime ?? denoRuntime;
+    let timer: TimerHandle | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), ringTimeoutMs);
+      timer = runtime.setTimeout(() => resolve("timeout"), ringTimeoutMs);
     });
     const outcome = await Promise.race([cluster.waitForHashSpace(), timedOut]);
-    clearTimeout(timer);
+    runtime.clearTimeout(timer);
     if (outcome === "timeout") {
       await cluster.close();
       const names = options.managers.map((m) => typeof m === "string" ? m : formatAddress(m));

@@ -27,6 +27,8 @@ import { type Logger, silentLogger } from "./log.ts";
 import { CancellablePauses } from "./pauses.ts";
 import { RpcError, RpcSession } from "./rpc.ts";
 import { clusterKeyComplainer } from "./cluster_key.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import type { Runtime, TimerHandle } from "./runtime/runtime.ts";
 
 export interface ClusterClientSettings {
   managers: NodeAddress[];
@@ -52,6 +54,8 @@ export interface ClusterClientSettings {
   clusterKey?: Uint8Array;
   /** `-g`: gets, stores and deletes that finally failed (eg, es, ed) go here; absent = none. */
   binaryLog?: BinaryLogSink;
+  /** Clock, timers, randomness and TCP (default {@link denoRuntime}). */
+  runtime?: Runtime;
 }
 
 export type GetResult =
@@ -155,7 +159,10 @@ export class ClusterClient {
   readonly hotKeys: HotKeySampler;
 
   #settings: Required<
-    Omit<ClusterClientSettings, "managers" | "logger" | "hotKeys" | "binaryLog" | "clusterKey">
+    Omit<
+      ClusterClientSettings,
+      "managers" | "logger" | "hotKeys" | "binaryLog" | "clusterKey" | "runtime"
+    >
   >;
   readonly #clusterKey: Uint8Array | undefined;
   readonly #complainAboutKey: (peer: NodeAddress, error: unknown) => string | undefined;
@@ -166,18 +173,23 @@ export class ClusterClient {
   #managers: RpcSession[];
   #servers = new Map<string, RpcSession>();
   #errorCount = 0;
-  #renewTimer: ReturnType<typeof setInterval>;
+  readonly #runtime: Runtime;
+  #renewTimer: TimerHandle;
   #ringWaiters = new Set<() => void>();
-  #pauses = new CancellablePauses();
+  readonly #pauses: CancellablePauses;
   #closed = false;
   /**
    * Ids for sets, so that a set sent again after an unknown outcome is recognised by the server
    * that already applied it (core/recent_writes.ts): 32 random bits per process, then a count.
    */
-  readonly #writeIdPrefix = BigInt(crypto.getRandomValues(new Uint32Array(1))[0]) << 32n;
+  readonly #writeIdPrefix: bigint;
   #writeCount = 0;
 
   constructor(settings: ClusterClientSettings) {
+    this.#runtime = settings.runtime ?? denoRuntime;
+    this.#pauses = new CancellablePauses(this.#runtime);
+    const random = this.#runtime.randomBytes(new Uint8Array(4));
+    this.#writeIdPrefix = BigInt(new DataView(random.buffer).getUint32(0)) << 32n;
     this.#log = settings.logger ?? silentLogger();
     this.#clusterKey = settings.clusterKey;
     this.#complainAboutKey = clusterKeyComplainer(this.#log);
@@ -199,6 +211,7 @@ export class ClusterClient {
     this.#managers = settings.managers.map((address) =>
       new RpcSession(address, {
         clusterKey: this.#clusterKey,
+        runtime: this.#runtime,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
@@ -213,7 +226,7 @@ export class ClusterClient {
       this.#settings.keepaliveIntervalMs,
       this.#settings.connectRetryLimit,
     );
-    this.#renewTimer = setInterval(() => {
+    this.#renewTimer = this.#runtime.setInterval(() => {
       for (const session of this.#managers) {
         // A paused or cut-off manager closes nothing: drop the link and connect afresh.
         const silentMs = session.abandonIfSilent(limitMs);
@@ -228,7 +241,7 @@ export class ClusterClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#renewTimer);
+    this.#runtime.clearInterval(this.#renewTimer);
     for (const wake of this.#ringWaiters) wake();
     this.#pauses.cancelAll();
     await Promise.all([...this.#managers, ...this.#servers.values()].map((s) => s.close()));
@@ -312,6 +325,7 @@ export class ClusterClient {
     if (!session) {
       session = new RpcSession(address, {
         clusterKey: this.#clusterKey,
+        runtime: this.#runtime,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         onConnected: () => this.#log.info(`connect success ${key}`),

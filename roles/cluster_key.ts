@@ -1,6 +1,6 @@
 /**
- * The cluster key's I/O: reading the key file, HMAC-SHA256 and nonces from node:crypto, and the
- * handshake (core/cluster_key.ts) run over a raw TCP connection before roles/rpc.ts builds its
+ * The cluster key's I/O: reading the key file, HMAC-SHA256 from node:crypto, nonces from the
+ * runtime's randomness, and the handshake (core/cluster_key.ts) run over a raw TCP connection before roles/rpc.ts builds its
  * RPC connection on it. Every step shares one deadline (the connect timeout): never a hang.
  */
 
@@ -25,6 +25,9 @@ import {
 } from "../core/rpc_frame.ts";
 import { errorText } from "./error_text.ts";
 import type { Logger } from "./log.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { readFileWithMode } from "./runtime/process.ts";
+import type { Runtime, RuntimeConn, TimerHandle } from "./runtime/runtime.ts";
 
 /** Hosts (or peer and message pairs) remembered to keep repeated log lines down. */
 const MAX_TRACKED = 1024;
@@ -33,8 +36,8 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   return new Uint8Array(createHmac("sha256", key).update(data).digest());
 }
 
-function nonce(): Uint8Array {
-  return crypto.getRandomValues(new Uint8Array(HANDSHAKE_NONCE_BYTES));
+function nonce(runtime: Runtime): Uint8Array {
+  return runtime.randomBytes(new Uint8Array(HANDSHAKE_NONCE_BYTES));
 }
 
 /** A key read from its file, and the warning to print if the file is too open. */
@@ -51,8 +54,7 @@ export function readClusterKeyFile(path: string): ClusterKeyFile {
   let bytes: Uint8Array;
   let mode: number | null = null;
   try {
-    bytes = Deno.readFileSync(path);
-    mode = Deno.statSync(path).mode;
+    ({ bytes, mode } = readFileWithMode(path));
   } catch (error) {
     throw new Error(`cannot read --cluster-key ${path}: ${errorText(error)}`);
   }
@@ -67,17 +69,18 @@ export function readClusterKeyFile(path: string): ClusterKeyFile {
 class HandshakeChannel {
   readonly decoder: FrameDecoder;
   #timedOut = false;
-  readonly #timer: ReturnType<typeof setTimeout>;
+  readonly #timer: TimerHandle;
   readonly #onAbort = () => this.conn.close();
 
   constructor(
-    readonly conn: Deno.TcpConn,
+    readonly conn: RuntimeConn,
+    private readonly runtime: Runtime,
     timeoutMs: number,
     maxFrameBytes: number | undefined,
     private readonly signal?: AbortSignal,
   ) {
     this.decoder = new FrameDecoder({ maxFrameBytes });
-    this.#timer = setTimeout(() => {
+    this.#timer = runtime.setTimeout(() => {
       this.#timedOut = true;
       this.conn.close();
     }, timeoutMs);
@@ -123,7 +126,8 @@ class HandshakeChannel {
    */
   async drain(): Promise<void> {
     try {
-      await this.conn.closeWrite();
+      // A runtime without half-close (a simulated link) just waits for the peer or deadline.
+      await this.conn.closeWrite?.();
       const buffer = new Uint8Array(4096);
       while ((await this.conn.read(buffer)) !== null);
     } catch {
@@ -133,7 +137,7 @@ class HandshakeChannel {
 
   /** Stops the deadline; the connection stays open unless `close`. */
   finish(close: boolean): void {
-    clearTimeout(this.#timer);
+    this.runtime.clearTimeout(this.#timer);
     this.signal?.removeEventListener("abort", this.#onAbort);
     if (close) {
       try {
@@ -150,15 +154,17 @@ class HandshakeChannel {
  * or throws `RpcError` with one line naming the peer; the connection is closed on failure.
  */
 export async function connectorHandshake(
-  conn: Deno.TcpConn,
+  conn: RuntimeConn,
   address: NodeAddress,
   key: Uint8Array,
-  options: { timeoutMs: number; maxFrameBytes?: number; signal?: AbortSignal },
+  options: { timeoutMs: number; maxFrameBytes?: number; signal?: AbortSignal; runtime?: Runtime },
 ): Promise<FrameDecoder> {
   const where = formatAddress(address);
-  const handshake = new ConnectorHandshake(key, hmacSha256, nonce());
+  const runtime = options.runtime ?? denoRuntime;
+  const handshake = new ConnectorHandshake(key, hmacSha256, nonce(runtime));
   const channel = new HandshakeChannel(
     conn,
+    runtime,
     options.timeoutMs,
     options.maxFrameBytes,
     options.signal,
@@ -210,12 +216,18 @@ export type ListenerHandshakeResult = { decoder: FrameDecoder } | { refused: str
  * the connection closed, and the reason returned for the caller's log (it never holds the key).
  */
 export async function listenerHandshake(
-  conn: Deno.TcpConn,
+  conn: RuntimeConn,
   key: Uint8Array,
-  options: { timeoutMs: number; maxFrameBytes?: number },
+  options: { timeoutMs: number; maxFrameBytes?: number; runtime?: Runtime },
 ): Promise<ListenerHandshakeResult> {
-  const handshake = new ListenerHandshake(key, hmacSha256, nonce());
-  const channel = new HandshakeChannel(conn, options.timeoutMs, options.maxFrameBytes);
+  const runtime = options.runtime ?? denoRuntime;
+  const handshake = new ListenerHandshake(key, hmacSha256, nonce(runtime));
+  const channel = new HandshakeChannel(
+    conn,
+    runtime,
+    options.timeoutMs,
+    options.maxFrameBytes,
+  );
   let ok = false;
   try {
     if (!(await channel.send(handshake.start()))) return { refused: "closed before the challenge" };
@@ -251,7 +263,7 @@ export async function listenerHandshake(
  */
 export function refusalLogger(
   log: Logger,
-  nowMs: () => number = () => performance.now(),
+  nowMs: () => number = denoRuntime.monotonicMs,
 ): (peer: NodeAddress, reason: string) => void {
   const REPEAT_MS = 60_000;
   const hosts = new Map<string, { loggedAtMs: number; since: number }>();

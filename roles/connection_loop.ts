@@ -10,6 +10,8 @@
  * whatever is ready into one write.
  */
 
+import type { RuntimeConn } from "./runtime/runtime.ts";
+
 export type ParseStep<Request> =
   | { readonly kind: "incomplete" }
   | { readonly kind: "request"; readonly request: Request; readonly consumed: number }
@@ -59,7 +61,7 @@ const encoder = new TextEncoder();
 
 /** Serves one connection until the client closes it, asks to quit, or an I/O error occurs. */
 export async function serveConnection<Request>(
-  connection: Deno.Conn,
+  connection: RuntimeConn,
   protocol: FrontEndProtocol<Request>,
   limits: ConnectionLimits,
 ): Promise<void> {
@@ -148,7 +150,7 @@ abstract class ReplyWriter implements ReplyQueue {
   #settleWaiter: (() => void) | undefined;
   #failed = false;
 
-  constructor(private readonly connection: Deno.Conn, private readonly maxPending: number) {}
+  constructor(private readonly connection: RuntimeConn, private readonly maxPending: number) {}
 
   abstract push(reply: Reply | Promise<Reply>): void;
   /** Takes the replies that may be written now (in write order). */

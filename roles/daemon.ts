@@ -1,7 +1,7 @@
 /**
  * What the three daemons' `main()` share: option parsing with `--help` and usage errors,
  * one-line errors with exit code 1 (never a stack trace), logging (`-o`), the binary log
- * (`-g`), running in the background with a pid file (`-d`, roles/daemonize.ts), a clean stop on
+ * (`-g`), running in the background with a pid file (`-d`, roles/runtime/daemonize.ts), a clean stop on
  * SIGINT/SIGTERM (role closed — sockets, store committed — pid file removed, exit 0) and SIGHUP
  * reopening the `-o` and `-g` files for logrotate.
  */
@@ -9,15 +9,12 @@ import type { BinaryLogSink } from "../core/binary_log_records.ts";
 import type { ParseResult } from "../core/options.ts";
 import { errorText } from "./error_text.ts";
 import { BinaryLogFile } from "./binary_log_file.ts";
-import { announceReady, DAEMON_CHILD_MARKER, detach, removePidFile } from "./daemonize.ts";
+import { announceReady, DAEMON_CHILD_MARKER, detach, removePidFile } from "./runtime/daemonize.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { onSignal, printLine } from "./runtime/process.ts";
 
 export interface Closable {
   close(): Promise<void>;
-}
-
-function printLine(stream: typeof Deno.stderr, text: string): void {
-  stream.writeSync(new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n"));
 }
 
 /** The settings runDaemon reads from every role's config. */
@@ -28,7 +25,7 @@ interface DaemonConfig {
   daemonPidPath?: string;
 }
 
-/** Files a role's config names, for the `-d` child's read/write grants (roles/daemonize.ts). */
+/** Files a role's config names, for the `-d` child's read/write grants (roles/runtime/daemonize.ts). */
 function configPaths(config: DaemonConfig): string[] {
   const named = config as DaemonConfig & { storePath?: string; offerTmpDir?: string };
   const paths = [
@@ -56,10 +53,10 @@ export async function runDaemon<Config extends DaemonConfig>(
   const child = argv[0] === DAEMON_CHILD_MARKER;
   if (child) argv = argv.slice(1);
   // The -d child has no stderr: its start-up errors go up its stdout pipe to the parent.
-  const errorStream = child ? Deno.stdout : Deno.stderr;
+  const errorStream = child ? "stdout" : "stderr";
   const parsed = parse(argv);
   if (parsed.kind === "help") {
-    printLine(Deno.stdout, parsed.text);
+    printLine("stdout", parsed.text);
     return 0;
   }
   if (parsed.kind === "error") {
@@ -70,7 +67,7 @@ export async function runDaemon<Config extends DaemonConfig>(
   }
   const config = parsed.values;
   if (config.daemonPidPath !== undefined && !child) {
-    return await detach(name, argv, configPaths(config), (line) => printLine(Deno.stderr, line));
+    return await detach(name, argv, configPaths(config), (line) => printLine("stderr", line));
   }
   let logger: Logger;
   try {
@@ -123,17 +120,16 @@ export async function runDaemon<Config extends DaemonConfig>(
     binaryLog?.reopen();
     logger.info("log files reopened (SIGHUP)");
   };
-  Deno.addSignalListener("SIGHUP", reopen);
+  const stopReopening = onSignal("SIGHUP", reopen);
   await new Promise<void>((resolve) => {
+    const removers: (() => void)[] = [];
     const stop = () => {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
+      for (const remove of removers) remove();
       resolve();
     };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
+    removers.push(onSignal("SIGINT", stop), onSignal("SIGTERM", stop));
   });
-  Deno.removeSignalListener("SIGHUP", reopen);
+  stopReopening();
   logger.info("stopping");
   await role.close();
   if (child && config.daemonPidPath !== undefined) removePidFile(config.daemonPidPath);

@@ -27,9 +27,12 @@ import { errorText } from "./error_text.ts";
 import { type AuthGateContext, binaryAuthGate, textAuthGate } from "./client_auth_gate.ts";
 import { type Become, negotiatedProtocol, switchableProtocol } from "./protocol_switch.ts";
 import { silentLogger } from "./log.ts";
-import { withoutTaskSeparator } from "../core/command_line.ts";
 import { gatewayRegistry, MeteredClusterClient } from "./gateway_metrics.ts";
 import { MetricsEndpoint } from "./metrics_endpoint.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { listenTls } from "./runtime/deno_tls.ts";
+import { exitWith, readFile } from "./runtime/process.ts";
+import type { RuntimeConn, RuntimeListener } from "./runtime/runtime.ts";
 
 export interface GatewaySettings extends ClusterClientSettings {
   /** memcached text protocol listen address (port 0 = any free port). */
@@ -49,7 +52,10 @@ export interface GatewaySettings extends ClusterClientSettings {
    * ASCII authentication, binary ones with SASL PLAIN. Absent = open, as memcached.
    */
   credentials?: Credentials;
-  /** TLS on every client port (`--tls-cert`, `--tls-key`): PEM contents. Absent = plain TCP. */
+  /**
+   * TLS on every client port (`--tls-cert`, `--tls-key`): PEM contents. Absent = plain TCP.
+   * Deno only (roles/runtime/deno_tls.ts): with TLS the ports are Deno's whatever `runtime` is.
+   */
   tls?: { cert: string; key: string };
 }
 
@@ -73,22 +79,21 @@ export class Gateway {
 
   #listeners: Listeners;
   #accepting: Promise<void>[] = [];
-  #connections = new Map<Deno.Conn, Promise<void>>();
+  #connections = new Map<RuntimeConn, Promise<void>>();
   #closed = false;
   #metrics?: MetricsEndpoint;
 
   private constructor(
     client: ClusterClient,
     listeners: Listeners,
-    nowSeconds: (() => number) | undefined,
+    nowSeconds: () => number,
   ) {
     this.client = client;
-    const clock = nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+    const clock = nowSeconds;
     this.stats = new GatewayStats(clock);
     this.connections = new ConnectionRegistry(clock);
     this.#listeners = listeners;
-    const portOf = (listener?: ClientListener) =>
-      listener ? (listener.addr as Deno.NetAddr).port : undefined;
+    const portOf = (listener?: ClientListener) => listener?.addr.port;
     this.textPort = portOf(listeners.text);
     this.binaryPort = portOf(listeners.binary);
     this.cloudyPort = portOf(listeners.cloudy);
@@ -105,13 +110,14 @@ export class Gateway {
     }
     // Only a gateway with metrics times its commands (roles/gateway_metrics.ts).
     const client = metrics ? new MeteredClusterClient(settings) : new ClusterClient(settings);
-    const gateway = new Gateway(client, listeners, settings.nowSeconds);
+    const runtime = settings.runtime ?? denoRuntime;
+    const nowSeconds = settings.nowSeconds ?? (() => Math.floor(runtime.nowMs() / 1000));
+    const gateway = new Gateway(client, listeners, nowSeconds);
     if (metrics && client instanceof MeteredClusterClient) {
       gateway.#metrics = metrics;
       metrics.serve(gatewayRegistry(client, gateway.stats));
     }
     const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
-    const nowSeconds = settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
     for (const listener of Object.values(listeners)) gateway.connections.addListener(listener.addr);
     const gatewaySettings = () => settingsEntries(listeners, maxItemBytes, settings);
     // One set of counters for the whole gateway, shared by every connection and protocol.
@@ -215,23 +221,23 @@ export class Gateway {
 
   #accept(
     listener: ClientListener,
-    serve: (connection: Deno.Conn, info: ConnectionInfo) => Promise<void>,
+    serve: (connection: RuntimeConn, info: ConnectionInfo) => Promise<void>,
   ): void {
     this.#accepting.push(this.#acceptLoop(listener, serve));
   }
 
   async #acceptLoop(
-    listener: Deno.Listener,
-    serve: (connection: Deno.Conn, info: ConnectionInfo) => Promise<void>,
+    listener: ClientListener,
+    serve: (connection: RuntimeConn, info: ConnectionInfo) => Promise<void>,
   ): Promise<void> {
     try {
-      for await (const connection of listener) {
+      for (;;) {
+        const connection = await listener.accept();
         if (this.#closed) {
           connection.close();
           break;
         }
-        // A TLS connection has no setNoDelay (Deno sets it on the socket beneath).
-        if ("setNoDelay" in connection) (connection as Deno.TcpConn).setNoDelay(true);
+        connection.setNoDelay(true);
         this.stats.currConnections++;
         this.stats.totalConnections++;
         const info = this.connections.open(connection);
@@ -320,8 +326,8 @@ function settingsEntries(
   ];
 }
 
-/** A plain TCP or a TLS listener. */
-type ClientListener = Deno.Listener<Deno.Conn<Deno.NetAddr>, Deno.NetAddr>;
+/** A plain TCP (the runtime's) or a TLS (Deno's) listener. */
+type ClientListener = RuntimeListener;
 
 interface Listeners {
   text?: ClientListener;
@@ -332,6 +338,7 @@ interface Listeners {
 /** Binds every requested port, or none: a failure closes the ones already bound. */
 function listenAll(settings: GatewaySettings): Listeners {
   const listeners: Listeners = {};
+  const runtime = settings.runtime ?? denoRuntime;
   const wanted: [keyof Listeners, string, NodeAddress | undefined][] = [
     ["text", "-t (--memproto-text)", settings.textListen],
     ["binary", "-b (--memproto-binary)", settings.binaryListen],
@@ -341,9 +348,7 @@ function listenAll(settings: GatewaySettings): Listeners {
     if (!address) continue;
     try {
       const where = { hostname: address.host, port: address.port };
-      listeners[name] = settings.tls
-        ? Deno.listenTls({ ...where, cert: settings.tls.cert, key: settings.tls.key })
-        : Deno.listen(where);
+      listeners[name] = settings.tls ? listenTls(where, settings.tls) : runtime.listen(where);
     } catch (error) {
       for (const listener of Object.values(listeners)) listener?.close();
       throw listenError(flag, formatAddress(address), error);
@@ -361,7 +366,7 @@ async function readSecurityFiles(
 ): Promise<Pick<GatewaySettings, "credentials" | "tls">> {
   const read = async (flag: string, path: string) => {
     try {
-      return await Deno.readFile(path);
+      return await readFile(path);
     } catch (error) {
       throw new Error(`cannot read ${flag} ${path}: ${errorText(error)}`);
     }
@@ -434,4 +439,4 @@ export function main(argv: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));
+if (import.meta.main) await exitWith(main);

@@ -3,6 +3,7 @@
  * (memcached shows file descriptors; Deno has none to show), the addresses, and when each
  * connection last sent a command.
  */
+import type { NetAddress, RuntimeConn } from "./runtime/runtime.ts";
 
 export interface ConnectionInfo {
   readonly id: number;
@@ -19,8 +20,8 @@ interface ListenerInfo {
   readonly openedAtSeconds: number;
 }
 
-export function tcpAddress(address: Deno.Addr): string {
-  return address.transport === "tcp" ? `tcp:${address.hostname}:${address.port}` : "unknown";
+export function tcpAddress(address: NetAddress): string {
+  return `tcp:${address.hostname}:${address.port}`;
 }
 
 export class ConnectionRegistry {
@@ -30,7 +31,7 @@ export class ConnectionRegistry {
 
   constructor(private readonly nowSeconds: () => number) {}
 
-  addListener(address: Deno.Addr): void {
+  addListener(address: NetAddress): void {
     this.#listeners.push({
       id: this.#nextId++,
       address: tcpAddress(address),
@@ -38,7 +39,7 @@ export class ConnectionRegistry {
     });
   }
 
-  open(connection: Deno.Conn): ConnectionInfo {
+  open(connection: RuntimeConn): ConnectionInfo {
     const info: ConnectionInfo = {
       id: this.#nextId++,
       peer: tcpAddress(connection.remoteAddr),

@@ -4,6 +4,7 @@
  */
 import { statLine } from "../core/memcached_text_reply.ts";
 import { KUMO_VERSION } from "../core/messages.ts";
+import { processId } from "./runtime/process.ts";
 
 type Outcome = string;
 
@@ -143,7 +144,7 @@ export class GatewayStats {
   entries(): [string, string | number][] {
     const now = this.nowSeconds();
     return [
-      ["pid", Deno.pid],
+      ["pid", processId()],
       ["uptime", now - this.startedAtSeconds],
       ["time", now],
       ["version", `kumo-${KUMO_VERSION}`],

@@ -5,6 +5,9 @@
  * reopens it (`reopen`), so logrotate can rename the file and have a new one started.
  */
 
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { openAppendFile, writeStdout } from "./runtime/process.ts";
+
 export type LogLevel = "INFO" | "WARN" | "ERROR";
 
 export interface Logger {
@@ -28,18 +31,28 @@ function timestamp(date: Date): string {
  * would go to stdout goes nowhere (a `-d` daemon has no terminal, as in kumofs).
  */
 export function createLogger(
-  options: { verbose: boolean; path?: string; name: string; discardStdout?: boolean },
+  options: {
+    verbose: boolean;
+    path?: string;
+    name: string;
+    discardStdout?: boolean;
+    /** The clock of the timestamps (default the process's wall clock). */
+    nowMs?: () => number;
+  },
 ): Logger {
+  const nowMs = options.nowMs ?? denoRuntime.nowMs;
   const encoder = new TextEncoder();
   const path = options.path && options.path !== "-" ? options.path : undefined;
-  const open = (where: string) => Deno.openSync(where, { append: true, create: true });
+  const open = openAppendFile;
   let file = path ? open(path) : undefined;
   const write = (level: LogLevel, message: string) => {
     if (level === "INFO" && !options.verbose) return;
     if (!file && options.discardStdout) return;
-    const line = encoder.encode(`${timestamp(new Date())} ${level} ${options.name}: ${message}\n`);
+    const line = encoder.encode(
+      `${timestamp(new Date(nowMs()))} ${level} ${options.name}: ${message}\n`,
+    );
     if (file) file.writeSync(line);
-    else Deno.stdout.writeSync(line);
+    else writeStdout(line);
   };
   const reopen = () => {
     if (!file || !path) return;

@@ -19,7 +19,6 @@ import {
   sameAddress,
   serializeAddress,
 } from "../core/address.ts";
-import { withoutTaskSeparator } from "../core/command_line.ts";
 import { LamportClock } from "../core/clock_time.ts";
 import {
   type BinaryLogSink,
@@ -42,6 +41,9 @@ import { MetricsEndpoint } from "./metrics_endpoint.ts";
 import { managerRegistry } from "./manager_metrics.ts";
 import { ManagerStatusPage } from "./manager_status.ts";
 import { MethodCounts } from "./role_metrics.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { exitWith } from "./runtime/process.ts";
+import type { Runtime, TimerHandle } from "./runtime/runtime.ts";
 
 export interface ManagerSettings {
   /** Identity and listen address (port 0 = any free port). */
@@ -66,6 +68,8 @@ export interface ManagerSettings {
   clusterKey?: Uint8Array;
   /** `--metrics`: Prometheus metrics and the status page over HTTP (port 0 = any free port). */
   metricsListen?: NodeAddress;
+  /** Clock, timers, randomness and TCP (default {@link denoRuntime}: the real world). */
+  runtime?: Runtime;
 }
 
 export type ReplacePhase = "idle" | "copy" | "delete";
@@ -114,15 +118,23 @@ export class Manager {
   #partner?: RpcSession;
   #partnerUp = false;
   #replace: ReplaceRun | undefined;
-  #keepaliveTimer: ReturnType<typeof setInterval>;
-  #pendingTimers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #runtime: Runtime;
+  #keepaliveTimer: TimerHandle;
+  #pendingTimers = new Set<TimerHandle>();
   #autoGeneration = 0;
   /** Silent servers this manager has said it will not mark fault (no majority heard). */
   #quorumWarned = new Set<string>();
   #settings: Required<
     Omit<
       ManagerSettings,
-      "listen" | "logger" | "partner" | "autoReplace" | "binaryLog" | "metricsListen" | "clusterKey"
+      | "listen"
+      | "logger"
+      | "partner"
+      | "autoReplace"
+      | "binaryLog"
+      | "metricsListen"
+      | "clusterKey"
+      | "runtime"
     >
   >;
   readonly #clusterKey: Uint8Array | undefined;
@@ -136,6 +148,7 @@ export class Manager {
 
   private constructor(settings: ManagerSettings, listener: RpcListener) {
     this.#listener = listener;
+    const runtime = this.#runtime = settings.runtime ?? denoRuntime;
     this.address = { host: settings.listen.host, port: listener.port };
     this.#log = settings.logger ?? silentLogger();
     this.#binaryLog = settings.binaryLog;
@@ -148,9 +161,12 @@ export class Manager {
       connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
       connectRetryLimit: settings.connectRetryLimit ?? 4,
       rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
-      nowSeconds: settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+      nowSeconds: settings.nowSeconds ?? (() => Math.floor(runtime.nowMs() / 1000)),
     };
-    this.#keepaliveTimer = setInterval(() => this.#tick(), this.#settings.keepaliveIntervalMs);
+    this.#keepaliveTimer = runtime.setInterval(
+      () => this.#tick(),
+      this.#settings.keepaliveIntervalMs,
+    );
     if (settings.partner) this.#connectPartner(settings.partner);
   }
 
@@ -158,9 +174,11 @@ export class Manager {
     const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
     // Filled in below; no request can arrive before this function returns.
     const created: { manager?: Manager } = {};
+    const runtime = settings.runtime ?? denoRuntime;
     let listener: RpcListener;
     try {
       listener = RpcListener.listen({
+        runtime,
         hostname: settings.listen.host,
         port: settings.listen.port,
         onRequest: (method, params, connection) =>
@@ -170,7 +188,7 @@ export class Manager {
         onClose: (connection) => created.manager?.forgetSubscriber(connection),
         clusterKey: settings.clusterKey,
         handshakeTimeoutMs: settings.connectTimeoutMs,
-        onRefused: refusalLogger(settings.logger ?? silentLogger()),
+        onRefused: refusalLogger(settings.logger ?? silentLogger(), () => runtime.monotonicMs()),
         onServed: (method, failed) => created.manager!.methodCounts.served(method, failed),
       });
       warnIfOpen(settings.logger, "kumo-manager", settings.listen, settings.clusterKey);
@@ -181,7 +199,7 @@ export class Manager {
     const manager = created.manager = new Manager(settings, listener);
     if (metrics) {
       manager.#metrics = metrics;
-      metrics.serve(managerRegistry(manager), new ManagerStatusPage(manager));
+      metrics.serve(managerRegistry(manager), new ManagerStatusPage(manager, runtime));
     }
     return manager;
   }
@@ -241,8 +259,8 @@ export class Manager {
     if (this.#closed) return;
     this.#closed = true;
     await this.#metrics?.close();
-    clearInterval(this.#keepaliveTimer);
-    for (const timer of this.#pendingTimers) clearTimeout(timer);
+    this.#runtime.clearInterval(this.#keepaliveTimer);
+    for (const timer of this.#pendingTimers) this.#runtime.clearTimeout(timer);
     await Promise.all([
       ...[...this.#servers.values()].map((link) => link.session.close()),
       this.#partner?.close(),
@@ -275,6 +293,7 @@ export class Manager {
     const key = formatAddress(address);
     if (!this.#servers.has(key)) {
       const session = new RpcSession(address, {
+        runtime: this.#runtime,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
@@ -403,7 +422,7 @@ export class Manager {
     this.#partner?.call(ManagerMethod.KeepAlive, params, this.#settings.rpcTimeoutMs)
       .catch(() => {});
     const run = this.#replace;
-    if (run && Date.now() - run.lastProgressMs > this.#settings.replaceStallMs) {
+    if (run && this.#runtime.monotonicMs() - run.lastProgressMs > this.#settings.replaceStallMs) {
       this.#log.warn(`replace ${run.phase} phase made no progress; restarting the replace`);
       this.#restartReplace();
     }
@@ -435,7 +454,7 @@ export class Manager {
     // servers on the other side may still be the connections the partition left silent: judged
     // by them, it would mark healthy servers fault in rings newer than its partner's, which
     // would then win. So a majority must have held for a whole silence limit first.
-    const nowMs = performance.now();
+    const nowMs = this.#runtime.monotonicMs();
     if (!majority) this.#majoritySinceMs = undefined;
     else this.#majoritySinceMs ??= nowMs;
     const settledMajority = majority && nowMs - this.#majoritySinceMs! > limitMs;
@@ -468,6 +487,7 @@ export class Manager {
 
   #connectPartner(partner: NodeAddress): void {
     this.#partner = new RpcSession(partner, {
+      runtime: this.#runtime,
       clusterKey: this.#clusterKey,
       connectTimeoutMs: this.#settings.connectTimeoutMs,
       connectRetryLimit: this.#settings.connectRetryLimit,
@@ -586,7 +606,7 @@ export class Manager {
 
   #later(delayMs: number, action: () => void): void {
     if (this.#closed) return;
-    const timer = setTimeout(() => {
+    const timer = this.#runtime.setTimeout(() => {
       this.#pendingTimers.delete(timer);
       if (!this.#closed) action();
     }, delayMs);
@@ -624,7 +644,7 @@ export class Manager {
       targets,
       remaining: new Set(targets),
       recordsMoved: 0,
-      lastProgressMs: Date.now(),
+      lastProgressMs: this.#runtime.monotonicMs(),
     };
     this.#log.info(`start replace copy${full ? " (full)" : ""} to ${targets.length} servers`);
     const params = [
@@ -672,7 +692,7 @@ export class Manager {
     }
     run.remaining.delete(formatAddress(server));
     run.recordsMoved += typeof moved === "number" ? moved : 0;
-    run.lastProgressMs = Date.now();
+    run.lastProgressMs = this.#runtime.monotonicMs();
     this.#changed();
     if (run.remaining.size === 0) this.#finishCopy(run);
     return true;
@@ -682,7 +702,7 @@ export class Manager {
   #finishCopy(run: ReplaceRun): void {
     run.phase = "delete";
     run.remaining = new Set(run.targets.filter((key) => this.#servers.has(key)));
-    run.lastProgressMs = Date.now();
+    run.lastProgressMs = this.#runtime.monotonicMs();
     this.readHashSpace = this.writeHashSpace;
     const params = [this.writeHashSpace.toSeed(), this.clock.increment(), run.replaceTime];
     for (const key of run.remaining) {
@@ -706,7 +726,7 @@ export class Manager {
     const server = connection.clusterPeer?.address;
     if (!run || run.phase !== "delete" || replaceTime !== run.replaceTime || !server) return true;
     run.remaining.delete(formatAddress(server));
-    run.lastProgressMs = Date.now();
+    run.lastProgressMs = this.#runtime.monotonicMs();
     this.#checkDeleteFinished(run);
     return true;
   }
@@ -851,4 +871,4 @@ export function main(argv: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));
+if (import.meta.main) await exitWith(main);

@@ -19,6 +19,8 @@ import { StatusCode } from "../core/messages.ts";
 import { ringShares } from "../core/ring_balance.ts";
 import type { HttpPages } from "./metrics_endpoint.ts";
 import { STATUS_PAGE_HTML } from "./manager_status_html.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import type { Runtime, TimerHandle } from "./runtime/runtime.ts";
 
 export const POLL_INTERVAL_MS = 1000;
 const CHANGE_COALESCE_MS = 100;
@@ -159,13 +161,13 @@ export class ManagerStatusPage implements HttpPages {
   readonly #rates = new ServerRates();
   readonly #streams = new Set<EventStream>();
   readonly #encoder = new TextEncoder();
-  #pollTimer: ReturnType<typeof setInterval> | undefined;
-  #changeTimer: ReturnType<typeof setTimeout> | undefined;
+  #pollTimer: TimerHandle | undefined;
+  #changeTimer: TimerHandle | undefined;
   #stopWatching: (() => void) | undefined;
   #polling = false;
   #closed = false;
 
-  constructor(manager: ObservedManager) {
+  constructor(manager: ObservedManager, private readonly runtime: Runtime = denoRuntime) {
     this.#manager = manager;
   }
 
@@ -240,15 +242,18 @@ export class ManagerStatusPage implements HttpPages {
   }
 
   #current(): StatusSnapshot {
-    return snapshot(this.#manager, (node) => this.#rates.of(node), Date.now());
+    return snapshot(this.#manager, (node) => this.#rates.of(node), this.runtime.nowMs());
   }
 
   #startTimers(): void {
     if (this.#pollTimer !== undefined || this.#closed) return;
-    this.#pollTimer = setInterval(() => void this.#pollAndBroadcast(), POLL_INTERVAL_MS);
+    this.#pollTimer = this.runtime.setInterval(
+      () => void this.#pollAndBroadcast(),
+      POLL_INTERVAL_MS,
+    );
     this.#stopWatching = this.#manager.onChange(() => {
       if (this.#changeTimer !== undefined) return;
-      this.#changeTimer = setTimeout(() => {
+      this.#changeTimer = this.runtime.setTimeout(() => {
         this.#changeTimer = undefined;
         this.#broadcast();
       }, CHANGE_COALESCE_MS);
@@ -257,8 +262,8 @@ export class ManagerStatusPage implements HttpPages {
   }
 
   #stopTimers(): void {
-    clearInterval(this.#pollTimer);
-    clearTimeout(this.#changeTimer);
+    if (this.#pollTimer !== undefined) this.runtime.clearInterval(this.#pollTimer);
+    if (this.#changeTimer !== undefined) this.runtime.clearTimeout(this.#changeTimer);
     this.#pollTimer = undefined;
     this.#changeTimer = undefined;
     this.#stopWatching?.();
@@ -270,7 +275,7 @@ export class ManagerStatusPage implements HttpPages {
     this.#polling = true;
     try {
       const polled = await this.#manager.pollServers(POLLED_CODES, POLL_TIMEOUT_MS);
-      this.#rates.update(performance.now(), polled);
+      this.#rates.update(this.runtime.monotonicMs(), polled);
     } finally {
       this.#polling = false;
     }

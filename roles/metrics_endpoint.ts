@@ -1,11 +1,13 @@
 /**
  * The optional HTTP listener of every role (`--metrics [addr:]port`): `GET /metrics` answers
  * the role's registry in the Prometheus text format; a role may add pages of its own (the
- * manager's status page). `Deno.serve` needs only the net permission the roles already have.
+ * manager's status page). `Deno.serve` (roles/runtime/deno_http.ts) needs only the net
+ * permission the roles already have.
  */
 import { formatAddress, type NodeAddress } from "../core/address.ts";
 import type { Registry } from "prom-client";
 import { listenError } from "./daemon.ts";
+import { type HttpServerHandle, serveHttp } from "./runtime/deno_http.ts";
 
 /** Extra pages: a response for the request, or undefined to fall through to 404. */
 export interface HttpPages {
@@ -17,11 +19,11 @@ export interface HttpPages {
 export class MetricsEndpoint {
   /** The bound address (the port is the real one when 0 was asked for). */
   readonly address: NodeAddress;
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #server: HttpServerHandle;
   readonly #content: Content;
   #closed = false;
 
-  private constructor(server: Deno.HttpServer<Deno.NetAddr>, content: Content) {
+  private constructor(server: HttpServerHandle, content: Content) {
     this.#server = server;
     this.#content = content;
     this.address = { host: server.addr.hostname, port: server.addr.port };
@@ -34,17 +36,12 @@ export class MetricsEndpoint {
    */
   static listen(listen: NodeAddress): MetricsEndpoint {
     const content: Content = {};
-    let server: Deno.HttpServer<Deno.NetAddr>;
+    let server: HttpServerHandle;
     try {
-      server = Deno.serve({
-        hostname: listen.host,
-        port: listen.port,
-        onListen: () => {}, // no "Listening on" line: the role logs its own
-        onError: (error) =>
-          new Response(`internal error: ${error instanceof Error ? error.message : error}\n`, {
-            status: 500,
-          }),
-      }, (request) => respond(request, content));
+      server = serveHttp(
+        { hostname: listen.host, port: listen.port },
+        (request) => respond(request, content),
+      );
     } catch (error) {
       throw listenError("--metrics", formatAddress(listen), error);
     }

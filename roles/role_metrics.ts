@@ -6,18 +6,24 @@
  * prom-client runs under Deno, but its default metrics (`collectDefaultMetrics`) do not fit:
  * under the roles' narrow permissions most read 0 (/proc is not readable), the event-loop lag
  * monitor keeps a timer (the tests' leak sanitizers) and some print "Nan", which is not valid
- * exposition text. So the process gauges here come from `Deno.memoryUsage()`, which needs no
+ * exposition text. So the process gauges here come from `Deno.memoryUsage()` (roles/runtime/process.ts), which needs no
  * permission. Counters on the hot path are the roles' own plain numbers (`stats`, kumostat's
  * cmd_get/cmd_set): prom-client reads them in `collect()` only when scraped.
  */
 import { Counter, Gauge, Registry } from "prom-client";
 import { KUMO_VERSION } from "../core/messages.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { memoryUsage } from "./runtime/process.ts";
 
 export type Labelled = readonly [labels: Record<string, string>, value: number];
 
-export function roleRegistry(role: "manager" | "server" | "gateway"): Registry {
+/** `nowMs`: the wall clock the start time is read from (the process's). */
+export function roleRegistry(
+  role: "manager" | "server" | "gateway",
+  nowMs: () => number = denoRuntime.nowMs,
+): Registry {
   const registry = new Registry();
-  const startSeconds = Date.now() / 1000;
+  const startSeconds = nowMs() / 1000;
   new Gauge({
     name: "kumo_build_info",
     help: "Always 1; the labels say which kumo role and version this is",
@@ -35,11 +41,11 @@ export function roleRegistry(role: "manager" | "server" | "gateway"): Registry {
     "Resident memory size in bytes",
     [],
     () => [
-      [{}, Deno.memoryUsage().rss],
+      [{}, memoryUsage().rssBytes],
     ],
   );
   scrapedGauge(registry, "kumo_heap_used_bytes", "V8 heap in use in bytes", [], () => [
-    [{}, Deno.memoryUsage().heapUsed],
+    [{}, memoryUsage().heapUsedBytes],
   ]);
   return registry;
 }

@@ -30,6 +30,8 @@ import {
   type RpcErrorValue,
 } from "../core/rpc_frame.ts";
 import { connectorHandshake, listenerHandshake } from "./cluster_key.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import type { Runtime, RuntimeConn, RuntimeListener, TimerHandle } from "./runtime/runtime.ts";
 
 export { type ClusterRole, RpcError, RpcErrorCode } from "../core/rpc_frame.ts";
 
@@ -73,7 +75,7 @@ export interface RpcConnection {
   call(method: number, params: unknown[], timeoutMs?: number): Promise<unknown>;
   sendClusterInit(address: NodeAddress, role: ClusterRole): void;
   readonly isClosed: boolean;
-  /** `performance.now()` when bytes last arrived (when the connection opened, before any). */
+  /** `runtime.monotonicMs()` when bytes last arrived (when the connection opened, before any). */
   readonly lastReceivedMs: number;
   /** Sets TCP_NODELAY (kumostat set_delay / unset_delay); false if the socket refused. */
   setNoDelay(enabled: boolean): boolean;
@@ -100,6 +102,8 @@ export interface ConnectionOptions {
    * changes on the wire.
    */
   clusterKey?: Uint8Array;
+  /** Clock, timers, randomness and TCP (default {@link denoRuntime}: the real world). */
+  runtime?: Runtime;
 }
 
 export interface ConnectOptions extends ConnectionOptions {
@@ -116,16 +120,21 @@ export async function connectRpc(
   address: NodeAddress,
   options: ConnectOptions = {},
 ): Promise<RpcConnection> {
+  const runtime = options.runtime ?? denoRuntime;
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const where = formatAddress(address);
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  const timer = runtime.setTimeout(() => abort.abort(), timeoutMs);
   const forwardAbort = () => abort.abort();
   options.signal?.addEventListener("abort", forwardAbort);
-  let conn: Deno.TcpConn;
+  let conn: RuntimeConn;
   try {
     if (options.signal?.aborted) throw new Error("aborted");
-    conn = await Deno.connect({ hostname: address.host, port: address.port, signal: abort.signal });
+    conn = await runtime.connect({
+      hostname: address.host,
+      port: address.port,
+      signal: abort.signal,
+    });
   } catch (e) {
     if (options.signal?.aborted) {
       throw new RpcError(RpcErrorCode.TRANSPORT_LOST, `connect ${where}: aborted`);
@@ -135,7 +144,7 @@ export async function connectRpc(
     }
     throw new RpcError(RpcErrorCode.TRANSPORT_LOST, `connect ${where}: ${osMessage(e)}`);
   } finally {
-    clearTimeout(timer);
+    runtime.clearTimeout(timer);
     options.signal?.removeEventListener("abort", forwardAbort);
   }
   if (options.clusterKey === undefined) return new TcpRpcConnection(conn, options);
@@ -143,6 +152,7 @@ export async function connectRpc(
     timeoutMs,
     maxFrameBytes: options.maxFrameBytes,
     signal: options.signal,
+    runtime,
   });
   return new TcpRpcConnection(conn, options, decoder);
 }
@@ -162,19 +172,20 @@ export interface ListenOptions extends ConnectionOptions {
 export class RpcListener {
   readonly port: number;
   readonly hostname: string;
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: RuntimeListener;
   readonly #options: ListenOptions;
   readonly #connections = new Set<RpcConnection>();
   readonly #acceptLoop: Promise<void>;
   /** Connections still in the cluster-key handshake, and the handshakes' ends. */
-  readonly #handshaking = new Map<Deno.TcpConn, Promise<void>>();
+  readonly #handshaking = new Map<RuntimeConn, Promise<void>>();
   #closing = false;
 
   /** Throws `Error("Cannot listen on 127.0.0.1:19800: address already in use")` and the like. */
   static listen(options: ListenOptions): RpcListener {
-    let listener: Deno.TcpListener;
+    let listener: RuntimeListener;
     try {
-      listener = Deno.listen({ hostname: options.hostname, port: options.port });
+      const runtime = options.runtime ?? denoRuntime;
+      listener = runtime.listen({ hostname: options.hostname, port: options.port });
     } catch (e) {
       const where = formatAddress({ host: options.hostname, port: options.port });
       const why = e instanceof Deno.errors.AddrInUse ? "address already in use" : osMessage(e);
@@ -183,7 +194,7 @@ export class RpcListener {
     return new RpcListener(listener, options);
   }
 
-  private constructor(listener: Deno.TcpListener, options: ListenOptions) {
+  private constructor(listener: RuntimeListener, options: ListenOptions) {
     this.#listener = listener;
     this.#options = options;
     this.port = listener.addr.port;
@@ -222,7 +233,7 @@ export class RpcListener {
       },
     };
     while (!this.#closing) {
-      let conn: Deno.TcpConn;
+      let conn: RuntimeConn;
       try {
         conn = await this.#listener.accept();
       } catch (e) {
@@ -256,7 +267,7 @@ export class RpcListener {
   }
 
   async #authenticate(
-    conn: Deno.TcpConn,
+    conn: RuntimeConn,
     options: ConnectionOptions,
     key: Uint8Array,
   ): Promise<void> {
@@ -264,6 +275,7 @@ export class RpcListener {
     const result = await listenerHandshake(conn, key, {
       timeoutMs: this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       maxFrameBytes: options.maxFrameBytes,
+      runtime: options.runtime ?? denoRuntime,
     });
     if ("refused" in result) {
       if (!this.#closing) callHook(() => this.#options.onRefused?.(peer, result.refused));
@@ -277,7 +289,7 @@ export class RpcListener {
   }
 }
 
-function closeQuietly(conn: Deno.TcpConn): void {
+function closeQuietly(conn: RuntimeConn): void {
   try {
     conn.close();
   } catch {
@@ -299,14 +311,16 @@ class TcpRpcConnection implements RpcConnection {
   clusterPeer?: { address: NodeAddress; role: ClusterRole };
   readonly closed: Promise<void>;
 
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: RuntimeConn;
   readonly #options: ConnectionOptions;
+  /** Captured once: the read loop and `call` read the clock through it. */
+  readonly #runtime: Runtime;
   readonly #decoder: FrameDecoder;
   readonly #pending = new Map<number, PendingCall>();
   readonly #timeouts: SweepTimer;
   #nextMsgid = 1;
   #isClosed = false;
-  #lastReceivedMs = performance.now();
+  #lastReceivedMs: number;
 
   /** Frames waiting for the next write: `#output[0, #outputLength)`. */
   #output = new Uint8Array(OUTPUT_INITIAL_BYTES);
@@ -326,11 +340,13 @@ class TcpRpcConnection implements RpcConnection {
   }
 
   /** `decoder`: the cluster-key handshake's, holding any bytes the peer sent right after it. */
-  constructor(conn: Deno.TcpConn, options: ConnectionOptions, decoder?: FrameDecoder) {
+  constructor(conn: RuntimeConn, options: ConnectionOptions, decoder?: FrameDecoder) {
     this.#conn = conn;
     this.#options = options;
+    this.#runtime = options.runtime ?? denoRuntime;
+    this.#lastReceivedMs = this.#runtime.monotonicMs();
     this.#decoder = decoder ?? new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
-    this.#timeouts = new SweepTimer((nowMs) => this.#expireCalls(nowMs));
+    this.#timeouts = new SweepTimer(this.#runtime, (nowMs) => this.#expireCalls(nowMs));
     this.remoteAddress = { host: conn.remoteAddr.hostname, port: conn.remoteAddr.port };
     this.localAddress = { host: conn.localAddr.hostname, port: conn.localAddr.port };
     try {
@@ -366,7 +382,7 @@ class TcpRpcConnection implements RpcConnection {
     }
     if (this.#isClosed) return Promise.reject(this.#lostError({ notSent: true }));
     return new Promise((resolve, reject) => {
-      const deadlineMs = performance.now() + timeoutMs;
+      const deadlineMs = this.#runtime.monotonicMs() + timeoutMs;
       this.#pending.set(msgid, { method, timeoutMs, deadlineMs, resolve, reject });
       this.#timeouts.arm(deadlineMs);
     });
@@ -408,7 +424,7 @@ class TcpRpcConnection implements RpcConnection {
         break; // reset by the peer, or closed locally: the same outcome
       }
       if (count === null) break;
-      this.#lastReceivedMs = performance.now();
+      this.#lastReceivedMs = this.#runtime.monotonicMs();
       this.#decoder.push(space.subarray(0, count));
       this.#dispatchFrames();
       if (this.#decoder.chunkRetained) readOffset += count;
@@ -637,6 +653,8 @@ export interface RpcSessionOptions {
   maxFrameBytes?: number;
   /** See {@link ConnectionOptions.clusterKey}. */
   clusterKey?: Uint8Array;
+  /** See {@link ConnectionOptions.runtime}. */
+  runtime?: Runtime;
 }
 
 interface QueuedCall extends PendingCall {
@@ -660,6 +678,7 @@ interface QueuedCall extends PendingCall {
 export class RpcSession {
   readonly address: NodeAddress;
   readonly #options: RpcSessionOptions;
+  readonly #runtime: Runtime;
   readonly #queue: QueuedCall[] = [];
   readonly #queueTimeouts: SweepTimer;
   readonly #abort = new AbortController();
@@ -674,7 +693,8 @@ export class RpcSession {
   constructor(address: NodeAddress, options: RpcSessionOptions) {
     this.address = address;
     this.#options = options;
-    this.#queueTimeouts = new SweepTimer((nowMs) => this.#expireQueued(nowMs));
+    this.#runtime = options.runtime ?? denoRuntime;
+    this.#queueTimeouts = new SweepTimer(this.#runtime, (nowMs) => this.#expireQueued(nowMs));
   }
 
   /**
@@ -686,7 +706,7 @@ export class RpcSession {
    */
   get silentForMs(): number {
     const connection = this.connection;
-    return connection === undefined ? 0 : performance.now() - connection.lastReceivedMs;
+    return connection === undefined ? 0 : this.#runtime.monotonicMs() - connection.lastReceivedMs;
   }
 
   /**
@@ -740,7 +760,7 @@ export class RpcSession {
     if (this.#closed) return Promise.reject(this.#closedError());
     if (this.connected) return this.#connection!.call(method, params, timeoutMs);
     return new Promise((resolve, reject) => {
-      const deadlineMs = performance.now() + timeoutMs;
+      const deadlineMs = this.#runtime.monotonicMs() + timeoutMs;
       this.#queue.push({ method, params, timeoutMs, deadlineMs, resolve, reject });
       this.#queueTimeouts.arm(deadlineMs);
       this.#startConnecting();
@@ -787,6 +807,7 @@ export class RpcSession {
           onProtocolError: options.onProtocolError,
           maxFrameBytes: options.maxFrameBytes,
           clusterKey: options.clusterKey,
+          runtime: this.#runtime,
           onClose: (closed) => this.#connectionClosed(closed),
         });
       } catch (e) {
@@ -808,7 +829,7 @@ export class RpcSession {
       this.#failedConnects = 0;
       this.#connecting = false;
       this.#connection = connection;
-      this.#connectedAtMs = performance.now();
+      this.#connectedAtMs = this.#runtime.monotonicMs();
       callHook(() => options.onConnected?.(connection));
       this.#sendQueued(connection);
       return;
@@ -818,7 +839,7 @@ export class RpcSession {
 
   #sendQueued(connection: RpcConnection): void {
     const queued = this.#queue.splice(0);
-    const nowMs = performance.now();
+    const nowMs = this.#runtime.monotonicMs();
     for (const call of queued) {
       const remainingMs = call.deadlineMs - nowMs;
       if (remainingMs <= 0) call.reject(this.#timeoutError(call));
@@ -833,7 +854,7 @@ export class RpcSession {
     callHook(() => this.#options.onDisconnected?.());
     // A peer that accepts and at once hangs up would otherwise be reconnected in a hot loop
     // (each connect succeeds, so the failure count never grows).
-    const lastedMs = performance.now() - this.#connectedAtMs;
+    const lastedMs = this.#runtime.monotonicMs() - this.#connectedAtMs;
     const retryDelayMs = this.#options.retryDelayMs ?? 0;
     const delayMs = lastedMs < STABLE_CONNECTION_MS ? Math.max(retryDelayMs, MIN_RECONNECT_MS) : 0;
     if (this.#options.reconnectOnLoss ?? true) this.#startConnecting(delayMs);
@@ -853,11 +874,11 @@ export class RpcSession {
     if (delayMs <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = () => {
-        clearTimeout(timer);
+        this.#runtime.clearTimeout(timer);
         this.#retryWait = undefined;
         resolve();
       };
-      const timer = setTimeout(wake, delayMs);
+      const timer = this.#runtime.setTimeout(wake, delayMs);
       this.#retryWait = { wake };
     });
   }
@@ -901,21 +922,24 @@ export class RpcSession {
  * earlier one arrives); when it fires, `sweep` expires what is due and returns the next deadline.
  */
 class SweepTimer {
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
   #armedForMs = Infinity;
 
-  constructor(private readonly sweep: (nowMs: number) => number) {}
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly sweep: (nowMs: number) => number,
+  ) {}
 
   arm(deadlineMs: number): void {
     if (deadlineMs >= this.#armedForMs) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.runtime.clearTimeout(this.#timer);
     this.#armedForMs = deadlineMs;
-    const delayMs = Math.max(0, deadlineMs - performance.now()) + TIMEOUT_SLACK_MS;
-    this.#timer = setTimeout(this.#fire, delayMs);
+    const delayMs = Math.max(0, deadlineMs - this.runtime.monotonicMs()) + TIMEOUT_SLACK_MS;
+    this.#timer = this.runtime.setTimeout(this.#fire, delayMs);
   }
 
   cancel(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.runtime.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedForMs = Infinity;
   }
@@ -923,7 +947,7 @@ class SweepTimer {
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedForMs = Infinity;
-    const nextMs = this.sweep(performance.now());
+    const nextMs = this.sweep(this.runtime.monotonicMs());
     if (nextMs !== Infinity) this.arm(nextMs);
   };
 }

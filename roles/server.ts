@@ -49,10 +49,11 @@ import { CancellablePauses } from "./pauses.ts";
 import { ReplaceWorker } from "./server_replace.ts";
 import { clusterKeyComplainer, loadClusterKey, refusalLogger, warnIfOpen } from "./cluster_key.ts";
 import { TombstoneCollector } from "./tombstone_collector.ts";
-import { SqliteStore } from "./sqlite_store.ts";
 import { errorText } from "./error_text.ts";
-import { withoutTaskSeparator } from "../core/command_line.ts";
 import { MetricsEndpoint } from "./metrics_endpoint.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import { exitWith, processId } from "./runtime/process.ts";
+import type { Runtime, TimerHandle } from "./runtime/runtime.ts";
 import { MethodCounts } from "./role_metrics.ts";
 import { serverRegistry } from "./server_metrics.ts";
 
@@ -97,6 +98,11 @@ export interface ServerSettings {
   clusterKey?: Uint8Array;
   /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
   metricsListen?: NodeAddress;
+  /**
+   * Clock, timers, randomness, TCP and the store opener (`storePath` → `runtime.openStore`);
+   * default {@link denoRuntime}: the real world.
+   */
+  runtime?: Runtime;
 }
 
 interface Counters {
@@ -144,7 +150,7 @@ export class Server {
    * Random per process: managers see a restart even when it is quicker than their fault
    * detection, and treat the restarted server (maybe with an empty or old store) as new.
    */
-  readonly incarnation = Math.floor(Math.random() * 2 ** 52);
+  readonly incarnation: number;
   writeHashSpace: HashSpace = EMPTY_HASH_SPACE;
   readHashSpace: HashSpace = EMPTY_HASH_SPACE;
 
@@ -155,7 +161,8 @@ export class Server {
   #storePath?: string;
   #managers: RpcSession[] = [];
   #peers = new Map<string, RpcSession>();
-  #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #runtime: Runtime;
+  #keepaliveTimer: TimerHandle | undefined;
   #settings: Required<
     Pick<
       ServerSettings,
@@ -173,8 +180,8 @@ export class Server {
   #startedAtSeconds: number;
   #ringListeners = new Set<() => void>();
   #closed = false;
-  #flushTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #pauses = new CancellablePauses();
+  #flushTimer: TimerHandle | undefined;
+  readonly #pauses: CancellablePauses;
   readonly #ackBeforeReplicate: boolean;
   readonly #dropEveryTenthReplicaWrite: boolean;
   #replicaWritesTaken = 0;
@@ -188,6 +195,9 @@ export class Server {
     streamListener: RpcListener,
   ) {
     this.store = store;
+    const runtime = this.#runtime = settings.runtime ?? denoRuntime;
+    this.incarnation = Math.floor(runtime.random() * 2 ** 52);
+    this.#pauses = new CancellablePauses(runtime);
     this.#listener = listener;
     this.#streamListener = streamListener;
     this.address = { host: settings.listen.host, port: listener.port };
@@ -202,7 +212,7 @@ export class Server {
       rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
       replicateSetRetry: settings.replicateSetRetry ?? 20,
       replicateDeleteRetry: settings.replicateDeleteRetry ?? 20,
-      nowSeconds: settings.nowSeconds ?? (() => Math.floor(Date.now() / 1000)),
+      nowSeconds: settings.nowSeconds ?? (() => Math.floor(runtime.nowMs() / 1000)),
     };
     this.#startedAtSeconds = this.#settings.nowSeconds();
     this.#ackBeforeReplicate = settings.ackBeforeReplicate === true;
@@ -214,6 +224,7 @@ export class Server {
       memoryLimitBytes: settings.garbageMemoryLimitBytes ?? 2048 * 1024,
       nowSeconds: this.#settings.nowSeconds,
       onError: (error) => this.#log.warn(`tombstone collection: ${error.message}`),
+      runtime,
     });
     this.#replace = new ReplaceWorker({
       address: this.address,
@@ -222,6 +233,7 @@ export class Server {
       rpcTimeoutMs: this.#settings.rpcTimeoutMs,
       connectTimeoutMs: this.#settings.connectTimeoutMs,
       clusterKey: settings.clusterKey,
+      runtime,
       rings: () => ({ write: this.writeHashSpace, read: this.readHashSpace }),
       setRings: ({ write, read }) => {
         if (write) this.writeHashSpace = write;
@@ -244,9 +256,10 @@ export class Server {
    */
   static start(settings: ServerSettings): Server {
     const metrics = settings.metricsListen && MetricsEndpoint.listen(settings.metricsListen);
+    const runtime = settings.runtime ?? denoRuntime;
     let store: Store;
     try {
-      store = settings.store ?? openStore(requiredStorePath(settings));
+      store = settings.store ?? openStore(runtime, requiredStorePath(settings));
     } catch (error) {
       void metrics?.close();
       throw error;
@@ -255,7 +268,8 @@ export class Server {
     const keyOptions = {
       clusterKey: settings.clusterKey,
       handshakeTimeoutMs: settings.connectTimeoutMs,
-      onRefused: refusalLogger(settings.logger ?? silentLogger()),
+      onRefused: refusalLogger(settings.logger ?? silentLogger(), () => runtime.monotonicMs()),
+      runtime,
     };
     try {
       // Filled in below; no request can arrive before this function returns.
@@ -325,8 +339,8 @@ export class Server {
     if (this.#closed) return;
     this.#closed = true;
     await this.#metrics?.close();
-    clearInterval(this.#keepaliveTimer);
-    clearTimeout(this.#flushTimer);
+    if (this.#keepaliveTimer !== undefined) this.#runtime.clearInterval(this.#keepaliveTimer);
+    if (this.#flushTimer !== undefined) this.#runtime.clearTimeout(this.#flushTimer);
     this.#pauses.cancelAll();
     this.#garbage.close();
     this.#replace.close();
@@ -349,6 +363,7 @@ export class Server {
     for (const manager of managers) {
       const session = new RpcSession(manager, {
         clusterKey: this.#clusterKey,
+        runtime: this.#runtime,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         retryDelayMs: Math.min(1000, this.#settings.keepaliveIntervalMs),
@@ -368,7 +383,7 @@ export class Server {
       this.#settings.keepaliveIntervalMs,
       this.#settings.connectRetryLimit,
     );
-    this.#keepaliveTimer = setInterval(() => {
+    this.#keepaliveTimer = this.#runtime.setInterval(() => {
       for (const session of this.#managers) {
         // A paused or cut-off manager closes nothing: drop the link, so that a fresh connection
         // (ClusterInit, rings requested again) is made once it answers again.
@@ -490,7 +505,7 @@ export class Server {
         return this.#mutate(params);
       case ServerMethod.WriteVersion:
         return typeof params[0] === "bigint"
-          ? this.#recentWrites.versionOf(params[0], performance.now()) ?? null
+          ? this.#recentWrites.versionOf(params[0], this.#runtime.monotonicMs()) ?? null
           : null;
       case ServerMethod.Flush:
         return this.#flush(params);
@@ -700,7 +715,7 @@ export class Server {
     if (refresh) await refresh;
     let applied = writeId === undefined
       ? undefined
-      : this.#recentWrites.versionOf(writeId, performance.now());
+      : this.#recentWrites.versionOf(writeId, this.#runtime.monotonicMs());
     if (applied === undefined && writeId !== undefined && repeat === true) {
       applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
     }
@@ -713,7 +728,9 @@ export class Server {
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.store.putIfNewer(record);
-    if (writeId !== undefined) this.#recentWrites.remember(writeId, clockTime, performance.now());
+    if (writeId !== undefined) {
+      this.#recentWrites.remember(writeId, clockTime, this.#runtime.monotonicMs());
+    }
     const replication = this.#replicateRecord(rawKey, record, targets, writeId);
     this.#trackReplication(dbKey.hash, replication);
     await this.store.commit();
@@ -781,7 +798,7 @@ export class Server {
     const found = answers.find((answer) => answer.version !== undefined);
     if (!found) return undefined;
     await this.#pullFrom(found.owner, rawKey, dbKey);
-    this.#recentWrites.remember(writeId, found.version!, performance.now());
+    this.#recentWrites.remember(writeId, found.version!, this.#runtime.monotonicMs());
     return found.version;
   }
 
@@ -870,12 +887,12 @@ export class Server {
    */
   #flush(params: unknown[]): true {
     const delaySeconds = typeof params[0] === "number" ? params[0] : 0;
-    clearTimeout(this.#flushTimer);
+    if (this.#flushTimer !== undefined) this.#runtime.clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     if (delaySeconds <= 0) {
       this.#removeLiveItems();
     } else {
-      this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = this.#runtime.setTimeout(() => {
         this.#flushTimer = undefined;
         this.#removeLiveItems();
       }, delaySeconds * 1000);
@@ -971,6 +988,7 @@ export class Server {
     if (!session) {
       session = new RpcSession(address, {
         clusterKey: this.#clusterKey,
+        runtime: this.#runtime,
         connectTimeoutMs: this.#settings.connectTimeoutMs,
         connectRetryLimit: this.#settings.connectRetryLimit,
         onRequest: (method, params, connection) => this.#handleRequest(method, params, connection),
@@ -991,7 +1009,7 @@ export class Server {
     this.#checkReplicaOwnership(dbKey.hash, flags);
     this.#checkCoordinator(connection, dbKey.hash);
     if (typeof writeId === "bigint") {
-      this.#recentWrites.remember(writeId, record.clockTime, performance.now());
+      this.#recentWrites.remember(writeId, record.clockTime, this.#runtime.monotonicMs());
     }
     this.#updateClock(adjustClock);
     this.clock.update(clockTimeCounter(record.clockTime));
@@ -1068,7 +1086,7 @@ export class Server {
   #status(code: unknown): unknown {
     switch (code) {
       case StatusCode.Pid:
-        return Deno.pid;
+        return processId();
       case StatusCode.Uptime:
         return this.#now() - this.#startedAtSeconds;
       case StatusCode.Time:
@@ -1243,9 +1261,9 @@ function copyBytes(bytes: Uint8Array): Uint8Array {
   return bytes.slice();
 }
 
-function openStore(path: string): Store {
+function openStore(runtime: Runtime, path: string): Store {
   try {
-    return SqliteStore.open(path);
+    return runtime.openStore(path);
   } catch (error) {
     // One line naming the flag, the value and the reason (without the store's own prefix).
     const reason = errorText(error).replace(/^Cannot open store "[^"]*": /, "");
@@ -1261,7 +1279,9 @@ function requiredStorePath(settings: ServerSettings): string {
 /** The settings of the testing-only flags (none when they are absent). */
 function testSwitches(skewSeconds: number | undefined, testBreak: string | undefined) {
   return {
-    ...(skewSeconds ? { nowSeconds: () => Math.floor(Date.now() / 1000 + skewSeconds) } : {}),
+    ...(skewSeconds
+      ? { nowSeconds: () => Math.floor(denoRuntime.nowMs() / 1000 + skewSeconds) }
+      : {}),
     ...(testBreak === "ack-before-replicate" ? { ackBeforeReplicate: true } : {}),
   };
 }
@@ -1314,4 +1334,4 @@ export function main(argv: string[]): Promise<number> {
   });
 }
 
-if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));
+if (import.meta.main) await exitWith(main);

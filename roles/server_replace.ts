@@ -15,6 +15,7 @@ import type { Store } from "../core/store.ts";
 import type { Logger } from "./log.ts";
 import { CancellablePauses } from "./pauses.ts";
 import { connectRpc, RpcError, type RpcSession } from "./rpc.ts";
+import type { Runtime } from "./runtime/runtime.ts";
 
 /** What the replace worker needs from its server. */
 export interface ReplaceHost {
@@ -25,6 +26,8 @@ export interface ReplaceHost {
   readonly connectTimeoutMs: number;
   /** The cluster key the stream connection proves (absent: none). */
   readonly clusterKey?: Uint8Array;
+  /** Timers and TCP of the stream connections (default: Deno's). */
+  readonly runtime?: Runtime;
   rings(): { readonly write: HashSpace; readonly read: HashSpace };
   /** Adopts the given rings and tells whoever waits on ring changes. */
   setRings(rings: { write?: HashSpace; read?: HashSpace }): void;
@@ -61,11 +64,13 @@ export class ReplaceWorker {
    * restarted replace does not throw it away again.
    */
   #suspect = true;
-  #pauses = new CancellablePauses();
+  readonly #pauses: CancellablePauses;
   /** Bumped by every start: an older copy stops at its next batch. */
   #generation = 0;
 
-  constructor(private readonly host: ReplaceHost) {}
+  constructor(private readonly host: ReplaceHost) {
+    this.#pauses = new CancellablePauses(host.runtime);
+  }
 
   /**
    * Copy phase. Runs synchronously up to the ring switch (so no write for the new ring is
@@ -190,6 +195,7 @@ export class ReplaceWorker {
     const stream = await connectRpc({ host: target.host, port: streamPort }, {
       connectTimeoutMs: host.connectTimeoutMs,
       clusterKey: host.clusterKey,
+      runtime: host.runtime,
     });
     try {
       let sent = 0;

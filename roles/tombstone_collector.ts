@@ -17,6 +17,8 @@
 import { compareKeys } from "../core/memory_store.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
 import { isOlderThan, type TombstoneEntry, TombstoneQueue } from "../core/tombstone_queue.ts";
+import { denoRuntime } from "./runtime/deno_runtime.ts";
+import type { Runtime, TimerHandle } from "./runtime/runtime.ts";
 
 const MAX_HASH = (1n << 64n) - 1n;
 
@@ -41,6 +43,8 @@ export interface TombstoneCollectorOptions {
   readonly scanSliceRecords?: number;
   /** Told about a store failure during collection (collection never fails a delete). */
   readonly onError?: (error: Error) => void;
+  /** The timers of the periodic scan (default {@link denoRuntime}). */
+  readonly runtime?: Runtime;
 }
 
 export interface TombstoneCollectorStats {
@@ -87,7 +91,8 @@ export class TombstoneCollector {
   readonly #sweepIntervalMs: number;
   readonly #scanSliceRecords: number;
   readonly #onError: (error: Error) => void;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #runtime: Runtime;
+  #timer: TimerHandle | undefined;
   /** Position of the timer-driven pass; undefined between passes. */
   #passCursor: ScanCursor | undefined;
   #removedByQueue = 0;
@@ -98,6 +103,7 @@ export class TombstoneCollector {
   constructor(store: Store, options: TombstoneCollectorOptions) {
     this.#store = store;
     this.#queue = new TombstoneQueue(options);
+    this.#runtime = options.runtime ?? denoRuntime;
     this.#nowSeconds = options.nowSeconds;
     this.#sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
     this.#scanSliceRecords = options.scanSliceRecords ?? DEFAULT_SCAN_SLICE_RECORDS;
@@ -160,7 +166,7 @@ export class TombstoneCollector {
   /** Stops the timer and forgets the queue. Call before closing the store. */
   close(): void {
     this.#closed = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#runtime.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#queue.clear();
   }
@@ -170,10 +176,9 @@ export class TombstoneCollector {
   }
 
   #schedule(delayMs: number): void {
-    const timer = setTimeout(() => this.#tick(), delayMs);
-    // The collector alone must not keep a process alive.
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
+    // Not unref'd: the runtime has no such notion, and the server closes the collector (close)
+    // before its store, so this timer never outlives its role.
+    this.#timer = this.#runtime.setTimeout(() => this.#tick(), delayMs);
   }
 
   /** One slice of the timer-driven pass; the next slice follows at once, the next pass later. */

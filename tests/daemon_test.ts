@@ -147,7 +147,7 @@ function running(pid: number): boolean {
 
 /**
  * Plain `deno run` of a role with its permission set plus what `-d` needs without the launcher:
- * permission to start deno again (roles/daemonize.ts) and to write the files.
+ * permission to start deno again (roles/runtime/daemonize.ts) and to write the files.
  */
 function reexecArgs(role: string, dir: string, args: string[]): string[] {
   return roleArgs(role, [`--allow-run=${Deno.execPath()}`, `--allow-write=${dir}`], args);

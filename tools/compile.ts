@@ -46,7 +46,7 @@ async function compile(
 ): Promise<boolean> {
   // A compiled binary's permissions are fixed here: the launcher cannot grant a daemon its
   // files from its command line, so they belong in dataDir. `-d` re-runs the binary itself
-  // (roles/daemonize.ts); unlike running `deno`, that grants nothing the binary lacks.
+  // (roles/runtime/daemonize.ts); unlike running `deno`, that grants nothing the binary lacks.
   const daemonGrants = DAEMONS.has(permissionSet)
     ? [
       `--allow-read=${dataDir}`,

@@ -134,7 +134,7 @@ if [ -z "$daemon" ]; then
 fi
 
 # -d pidfile: Deno cannot fork and no set holds `run`, so the detaching happens here. The program
-# starts in a session of its own (setsid -f), told by --kumo-daemon-child (roles/daemonize.ts)
+# starts in a session of its own (setsid -f), told by --kumo-daemon-child (roles/runtime/daemonize.ts)
 # that it is the background process: it writes the pid file, then its first stdout line is
 # "kumo-daemon-ready <pid>" — or its one-line error if it cannot start. Bounded wait.
 start_timeout_seconds=120

@@ -30,6 +30,11 @@ export interface RuntimeConn {
   close(): void;
   /** TCP_NODELAY; a simulated connection may ignore it. */
   setNoDelay(enabled: boolean): void;
+  /**
+   * Half-close: ends our direction, reads go on (the cluster-key refusal drains with it).
+   * Optional: without it the caller waits for the peer or its deadline instead.
+   */
+  closeWrite?(): Promise<void>;
 }
 
 export interface RuntimeListener {

@@ -24,7 +24,7 @@ export const DAEMON_CHILD_MARKER = "--kumo-daemon-child";
 /** The child's line on its stdout pipe once the pid file is written. */
 export const DAEMON_READY_LINE = "kumo-daemon-ready";
 /** The project's deno.json (import map, node_modules), whatever the working directory. */
-const CONFIG_PATH = new URL("../deno.json", import.meta.url);
+const CONFIG_PATH = new URL("../../deno.json", import.meta.url);
 /** How long the parent waits for the child to start (a server opening a large store). */
 export const DAEMON_START_TIMEOUT_MS = 120_000;
 

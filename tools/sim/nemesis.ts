@@ -75,12 +75,16 @@ export class Nemesis {
     }
   }
 
-  /** Operator `attach`: every newcomer becomes a member (a replace follows). */
+  /**
+   * Operator `attach` through each manager that lists newcomers (a pair's managers learn of a
+   * returning server independently: the one that marked it fault is the one that lists it).
+   */
   attach(): void {
-    const manager = this.#cluster.liveManagers[0];
-    if (manager && manager.newServers.length > 0) {
+    for (const manager of this.#cluster.liveManagers) {
+      if (manager.newServers.length === 0) continue;
       this.#note("operator: attach");
       manager.attachNewServers(true);
+      return;
     }
   }
 

@@ -62,7 +62,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     servers: plan.int(3, 5),
     gateways: plan.int(1, 2),
   };
-  const durationMs = options.durationMs ?? plan.int(8_000, 20_000);
+  const durationMs = options.durationMs ?? plan.int(4_000, 9_000);
   const shapeText = `${shape.managers} managers, ${shape.servers} servers, ` +
     `${shape.gateways} gateways, ${durationMs / 1000} s`;
   scheduler.note(
@@ -99,10 +99,10 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     return true;
   };
   const nemesis = new Nemesis(cluster, new Rng(deriveSeed(seed, 2)), {
-    minGapMs: 500,
-    maxGapMs: 3_000,
+    minGapMs: 300,
+    maxGapMs: 2_000,
     minHoldMs: 300,
-    maxHoldMs: 4_000,
+    maxHoldMs: 3_000,
   });
   let records: OpRecord[] = [];
   const clients = 3;

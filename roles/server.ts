@@ -184,6 +184,8 @@ export class Server {
   readonly #pauses: CancellablePauses;
   readonly #ackBeforeReplicate: boolean;
   readonly #dropEveryTenthReplicaWrite: boolean;
+  /** Times this server rejoined after being suspect (its replications from before stop). */
+  #rejoins = 0;
   #replicaWritesTaken = 0;
   readonly #clusterKey: Uint8Array | undefined;
   #metrics?: MetricsEndpoint;
@@ -242,8 +244,11 @@ export class Server {
       },
       peer: (address) => this.#peer(address),
       rejoined: () => {
-        // What it applied while away was discarded: so are the ids of those writes.
+        // What it applied while away was discarded: so are the ids of those writes, and so is
+        // the replication still retrying them (applied by the replicas after the discard, they
+        // would leave them holding a write this coordinator no longer has).
         this.#recentWrites.clear();
+        this.#rejoins++;
         this.#dropClientConnections("attached again");
       },
       learnVersion: (clockTime) => this.clock.update(clockTimeCounter(clockTime)),
@@ -942,9 +947,15 @@ export class Server {
     retries: number,
     finallyFailed?: (target: NodeAddress) => void,
   ): Promise<boolean> {
+    const rejoins = this.#rejoins;
     const send = async (target: NodeAddress, flags: number): Promise<boolean> => {
       const session = this.#peer(target);
       for (let attempt = 0;; attempt++) {
+        if (this.#rejoins !== rejoins) {
+          this.#log.warn(`replicate to ${formatAddress(target)} abandoned: this server rejoined`);
+          finallyFailed?.(target);
+          return false;
+        }
         try {
           await session.call(method, paramsFor(flags), this.#settings.rpcTimeoutMs);
           return true;

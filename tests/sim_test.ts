@@ -34,6 +34,20 @@ Deno.test(`sim: ${CI_SEEDS} seeds, no invariant violation`, async () => {
   assert.ok(faults > CI_SEEDS, `only ${faults} faults`);
 });
 
+/**
+ * Seeds that found kumo bugs, kept as regression tests (each failed before its fix):
+ * - 1041, 1072, 1232: a coordinator cut off and marked fault kept retrying the replication of a
+ *   write it had applied while away; rejoining discarded its own copy, then the retry landed on
+ *   the replicas — which kept the write the coordinator no longer had (replicas diverged).
+ */
+const REGRESSION_SEEDS = [1041, 1072, 1232];
+
+Deno.test("sim: the seeds that found bugs stay clean", async () => {
+  const results: RunResult[] = [];
+  for (const seed of REGRESSION_SEEDS) results.push(await runSeed({ seed }));
+  assert.equal(failures(results), "");
+});
+
 Deno.test("sim: a seed replays exactly (same event trace, byte for byte)", async () => {
   const first = await runSeed({ seed: 42, keepTrace: true });
   const second = await runSeed({ seed: 42, keepTrace: true });

@@ -42,6 +42,8 @@ export interface RunResult {
   readonly virtualMs: number;
   /** The roles' last log lines (for a failing seed). */
   readonly log: readonly string[];
+  /** The workload's operations (times are virtual ms since the workload began). */
+  readonly records: readonly OpRecord[];
 }
 
 const KEYS = ["k0", "k1", "k2", "k3"];
@@ -181,6 +183,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     events: scheduler.eventsRun,
     virtualMs: scheduler.nowMs,
     log: cluster.log.slice(-200),
+    records,
   };
 }
 

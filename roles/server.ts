@@ -721,10 +721,18 @@ export class Server {
     let applied = writeId === undefined
       ? undefined
       : this.#recentWrites.versionOf(writeId, this.#runtime.monotonicMs());
+    const appliedHere = applied !== undefined;
     if (applied === undefined && writeId !== undefined && repeat === true) {
       applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
     }
     const stored = this.store.get(dbKey.key, dbKey.hash);
+    if (applied !== undefined && !appliedHere) {
+      // Applied by another owner only, and this coordinator holds a newer write: that write may
+      // have been decided (and read) without it, so "it took effect and was overwritten" cannot
+      // be shown. Its outcome stays unknown (found by the simulation, seed 1706).
+      if (stored?.clockTime !== applied) return null;
+      this.#recentWrites.remember(writeId!, applied, this.#runtime.monotonicMs());
+    }
     if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
     if (operation === SetOperation.Cas) {
       if (!isLive(stored, this.#now())) return 0;
@@ -803,7 +811,6 @@ export class Server {
     const found = answers.find((answer) => answer.version !== undefined);
     if (!found) return undefined;
     await this.#pullFrom(found.owner, rawKey, dbKey);
-    this.#recentWrites.remember(writeId, found.version!, this.#runtime.monotonicMs());
     return found.version;
   }
 

@@ -39,8 +39,11 @@ Deno.test(`sim: ${CI_SEEDS} seeds, no invariant violation`, async () => {
  * - 1041, 1072, 1232: a coordinator cut off and marked fault kept retrying the replication of a
  *   write it had applied while away; rejoining discarded its own copy, then the retry landed on
  *   the replicas — which kept the write the coordinator no longer had (replicas diverged).
+ * - 1706: a set cut off with its coordinator reached one replica; the new coordinator, without
+ *   it, served reads and took a newer write, then acknowledged the gateway's repeat of the set
+ *   as "applied and overwritten" because that replica knew its id (not linearizable).
  */
-const REGRESSION_SEEDS = [1041, 1072, 1232];
+const REGRESSION_SEEDS = [1041, 1072, 1232, 1706];
 
 Deno.test("sim: the seeds that found bugs stay clean", async () => {
   const results: RunResult[] = [];

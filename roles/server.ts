@@ -615,6 +615,35 @@ export class Server {
   }
 
   /**
+   * Before a write whose reply shows the key's current state (cas, delete, incr/decr, append,
+   * add, replace …) decides: if the key's latest local write is not yet on every replica, wait
+   * for that replication (replicating the record again if it failed, and failing if that fails
+   * too), as a read does. Otherwise the reply could reveal a write that a read served by another
+   * owner — after this one stops answering — does not show (found by the simulation, seeds 1038
+   * and 1743: a failed delete seen by an append's NOT_STORED, then the value read back from a
+   * replica the delete never reached). Undefined (synchronously) in the common case.
+   */
+  #settleBeforeDeciding(rawKey: unknown, dbKey: DbKey): Promise<void> | undefined {
+    if (!this.#unreplicated.isUnsettled(dbKey.hash)) return undefined;
+    return (async () => {
+      while (this.#unreplicated.isUnsettled(dbKey.hash)) {
+        const { failed } = await this.#unreplicated.settle(dbKey.hash);
+        if (!failed) continue;
+        const record = this.store.get(dbKey.key, dbKey.hash);
+        if (!record) return;
+        const targets = this.#coordinatorTargets(dbKey.hash);
+        if (!(await this.#replicateRecord(rawKey, record, targets))) {
+          throw new RpcError(
+            RpcErrorCode.SERVER_ERROR,
+            "the latest write of this key is not on every replica yet",
+          );
+        }
+        this.#unreplicated.markReplicated(dbKey.hash);
+      }
+    })();
+  }
+
+  /**
    * Sends `record` (a value or a tombstone) to every replica, with the set's write id if it has
    * one; whether every replica that must have it took it.
    */
@@ -725,7 +754,7 @@ export class Server {
     if (applied === undefined && writeId !== undefined && repeat === true) {
       applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
     }
-    const stored = this.store.get(dbKey.key, dbKey.hash);
+    let stored = this.store.get(dbKey.key, dbKey.hash);
     if (applied !== undefined && !appliedHere) {
       // Applied by another owner only, and this coordinator holds a newer write: that write may
       // have been decided (and read) without it, so "it took effect and was overwritten" cannot
@@ -735,6 +764,11 @@ export class Server {
     }
     if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
     if (operation === SetOperation.Cas) {
+      const settle = this.#settleBeforeDeciding(rawKey, dbKey);
+      if (settle) {
+        await settle;
+        stored = this.store.get(dbKey.key, dbKey.hash);
+      }
       if (!isLive(stored, this.#now())) return 0;
       if (stored!.clockTime !== incoming.clockTime) return false;
     }
@@ -821,6 +855,8 @@ export class Server {
     this.counters.cmdDelete++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const settle = this.#settleBeforeDeciding(rawKey, dbKey);
+    if (settle) await settle;
     const current = this.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.#now())) return false;
     const clockTime = this.#versionAfter(current);
@@ -857,6 +893,8 @@ export class Server {
     else this.counters.cmdSet++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const settle = this.#settleBeforeDeciding(rawKey, dbKey);
+    if (settle) await settle;
     const stored = this.store.get(dbKey.key, dbKey.hash);
     let outcome;
     try {

@@ -1,11 +1,14 @@
 /**
  * `deno task sim` in CI: 500 seeds of whole simulated clusters without a violation, a seed that
- * replays byte for byte, and a deliberate bug (a replica that drops every tenth write) caught
- * within the seed budget — the simulation is able to fail.
+ * replays byte for byte, and each deliberate bug (a replica that drops every tenth write, a
+ * coordinator that acknowledges before replicating) caught within the seed budget — the
+ * simulation is able to fail.
  */
 import assert from "node:assert/strict";
 import { main } from "../tools/sim/main.ts";
 import { type RunResult, runSeed } from "../tools/sim/run.ts";
+import { FIRST_FAULT_KINDS } from "../tools/sim/nemesis.ts";
+import { BREAK_SWITCHES } from "../tools/sim/sim_cluster.ts";
 
 /** The CI budget: `deno task sim` runs the same 500 seeds by default. */
 const CI_SEEDS = 500;
@@ -35,7 +38,8 @@ Deno.test(`sim: ${CI_SEEDS} seeds, no invariant violation`, async () => {
 });
 
 /**
- * Seeds that found kumo bugs, kept as regression tests (each failed before its fix):
+ * Seeds that found kumo bugs, kept as regression tests (each failed before its fix; they replay
+ * the schedules of the simulation's first version, whose fault kinds they pin):
  * - 1041, 1072, 1232: a coordinator cut off and marked fault kept retrying the replication of a
  *   write it had applied while away; rejoining discarded its own copy, then the retry landed on
  *   the replicas — which kept the write the coordinator no longer had (replicas diverged).
@@ -50,7 +54,9 @@ const REGRESSION_SEEDS = [1038, 1041, 1072, 1232, 1706, 1743];
 
 Deno.test("sim: the seeds that found bugs stay clean", async () => {
   const results: RunResult[] = [];
-  for (const seed of REGRESSION_SEEDS) results.push(await runSeed({ seed }));
+  for (const seed of REGRESSION_SEEDS) {
+    results.push(await runSeed({ seed, faultKinds: FIRST_FAULT_KINDS }));
+  }
   assert.equal(failures(results), "");
 });
 
@@ -64,17 +70,19 @@ Deno.test("sim: a seed replays exactly (same event trace, byte for byte)", async
   assert.notEqual(other.traceHash, first.traceHash, "a different seed is a different run");
 });
 
-Deno.test("sim: a replica that drops every tenth write is caught within the CI seeds", async () => {
-  const caught: RunResult[] = [];
-  for (let seed = 1; seed <= CI_SEEDS && caught.length === 0; seed++) {
-    const result = await runSeed({ seed, breakSwitch: "drop-every-tenth-replica-write" });
-    if (result.violations.length > 0) caught.push(result);
-  }
-  assert.equal(caught.length, 1, "the deliberate bug went unnoticed for the whole CI budget");
-  assert.match(caught[0].violations.join("\n"), /replicas diverge|lost|stale|linearizable/);
-  // Without the switch the same seed is clean: it was the bug that was caught.
-  assert.deepEqual((await runSeed({ seed: caught[0].seed })).violations, []);
-});
+for (const breakSwitch of BREAK_SWITCHES) {
+  Deno.test(`sim: the deliberate bug ${breakSwitch} is caught within the CI seeds`, async () => {
+    let caught: RunResult | undefined;
+    for (let seed = 1; seed <= CI_SEEDS && !caught; seed++) {
+      const result = await runSeed({ seed, breakSwitch });
+      if (result.violations.length > 0) caught = result;
+    }
+    assert.ok(caught, "the deliberate bug went unnoticed for the whole CI budget");
+    assert.match(caught.violations.join("\n"), /replicas diverge|lost|stale|linearizable/);
+    // Without the switch the same seed is clean: it was the bug that was caught.
+    assert.deepEqual((await runSeed({ seed: caught.seed })).violations, []);
+  });
+}
 
 Deno.test("sim: the command line replays a seed and refuses bad input", async () => {
   const out: string[] = [], err: string[] = [];

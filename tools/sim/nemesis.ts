@@ -1,7 +1,8 @@
 /**
  * The simulation's nemesis and operator: from the seed, a sequence of faults — a server, gateway
  * or manager killed and restarted (with its committed store), a server cut off from everyone, a
- * black-holed link, connections reset — each held for a seeded time, then healed; and operator
+ * black-holed link, a server cut from its peers and then killed, connections reset — each held
+ * for a seeded time, then healed; and operator
  * actions in between — attach (after a server came back), detach (of a server that stays dead a
  * while), replace. Everything happens in virtual time, so the run replays exactly.
  */
@@ -12,6 +13,7 @@ export type FaultKind =
   | "kill-server"
   | "detach-server"
   | "isolate-server"
+  | "cut-and-kill-server"
   | "black-hole-link"
   | "reset-connections"
   | "kill-gateway"
@@ -22,12 +24,21 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "kill-server",
   "detach-server",
   "isolate-server",
+  "cut-and-kill-server",
   "black-hole-link",
   "reset-connections",
   "kill-gateway",
   "kill-manager",
   "replace",
 ];
+
+/**
+ * The kinds of the simulation's first version, in their order: the regression seeds found then
+ * replay their schedules with exactly this list (a seeded pick depends on the list).
+ */
+export const FIRST_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter((kind) =>
+  kind !== "cut-and-kill-server"
+);
 
 export interface NemesisOptions {
   /** Gap between faults, ms. */
@@ -123,6 +134,23 @@ export class Nemesis {
         for (const other of [...others, cluster.client.host]) network.blackHole(victim, other);
         await hold();
         for (const other of [...others, cluster.client.host]) network.heal(victim, other);
+        await this.#sleep(2_000);
+        this.attach();
+        return;
+      }
+      case "cut-and-kill-server": {
+        // Cut from the other servers (replication hangs) while clients still reach it, then
+        // dies: what it acknowledged meanwhile must have been replicated.
+        if (oneServerDown) return;
+        const victim = this.#rng.pick(liveServers).host.host;
+        const peers = cluster.servers.map((s) => s.host.host).filter((h) => h !== victim);
+        this.#note(`cut-and-kill-server ${victim}`);
+        for (const peer of peers) network.blackHole(victim, peer);
+        await hold();
+        cluster.kill(victim);
+        for (const peer of peers) network.heal(victim, peer);
+        await hold();
+        cluster.restart(victim);
         await this.#sleep(2_000);
         this.attach();
         return;

@@ -18,7 +18,7 @@ import { describeHeld, disagreement, finalReads } from "../multihost/convergence
 import type { OpRecord } from "../multihost/history.ts";
 import { deriveSeed, Rng } from "../multihost/random.ts";
 import { Workload } from "../multihost/workload.ts";
-import { Nemesis } from "./nemesis.ts";
+import { type FaultKind, Nemesis } from "./nemesis.ts";
 import { type BreakSwitch, GATEWAY_PORT, SimCluster, SimWorld } from "./sim_cluster.ts";
 
 export interface RunOptions {
@@ -28,6 +28,8 @@ export interface RunOptions {
   readonly keepTrace?: boolean;
   /** Virtual duration of the workload, ms. */
   readonly durationMs?: number;
+  /** The nemesis' fault kinds (default all; regression seeds pin the list they were found with). */
+  readonly faultKinds?: readonly FaultKind[];
 }
 
 export interface RunResult {
@@ -105,6 +107,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     maxGapMs: 2_000,
     minHoldMs: 300,
     maxHoldMs: 3_000,
+    kinds: options.faultKinds,
   });
   let records: OpRecord[] = [];
   const clients = 3;

@@ -49,6 +49,8 @@ export interface RunResult {
 }
 
 const KEYS = ["k0", "k1", "k2", "k3"];
+/** Longer than a gateway's retries of one request (rpc timeout × attempts). */
+const QUIET_BEFORE_FINAL_READS_MS = 10_000;
 const encoder = new TextEncoder();
 
 /** Seeds are unsigned 32-bit integers (mulberry32's state). */
@@ -148,6 +150,10 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
       return cluster.allAttached();
     }, 30_000);
     await waitFor("the last replace", () => cluster.replaceFinished(), 60_000);
+    // Requests still in flight (held by a healed link, waiting for a replication, retried by a
+    // gateway) may take effect late — kumo allows that for writes whose outcome was unknown — so
+    // the final reads come after a quiet spell, or a late write would contradict them.
+    await scheduler.runUntil(scheduler.nowMs + QUIET_BEFORE_FINAL_READS_MS);
     const finalDone = await settle(workloads[0].finalReads(), 60_000);
     if (!finalDone) violations.push("liveness: the final reads did not finish");
     records = workloads.flatMap((w) => [...w.records]);

@@ -762,7 +762,9 @@ export class Server {
       if (stored?.clockTime !== applied) return null;
       this.#recentWrites.remember(writeId!, applied, this.#runtime.monotonicMs());
     }
-    if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
+    if (applied !== undefined) {
+      return this.#setAgain(rawKey, dbKey, stored, applied, targets, writeId!);
+    }
     if (operation === SetOperation.Cas) {
       const settle = this.#settleBeforeDeciding(rawKey, dbKey);
       if (settle) {
@@ -796,13 +798,24 @@ export class Server {
    */
   async #setAgain(
     rawKey: unknown,
+    dbKey: DbKey,
     stored: StoredRecord | undefined,
     applied: bigint,
     targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
     writeId: bigint,
   ): Promise<bigint | null> {
     this.counters.setsRepeated++;
-    if (stored?.clockTime !== applied) return applied;
+    if (stored?.clockTime !== applied) {
+      // Overwritten — but "it took effect" holds only once what overwrote it is on every
+      // replica: if this server dies first, both are gone (simulation seed 350: two sets
+      // acknowledged so by a coordinator cut from its replicas, lost when it was killed).
+      try {
+        await this.#settleBeforeDeciding(rawKey, dbKey);
+      } catch {
+        return null;
+      }
+      return applied;
+    }
     const replication = this.#replicateRecord(rawKey, stored, targets, writeId);
     this.#unreplicated.track(stored.hash, replication);
     return (await replication) ? applied : null;

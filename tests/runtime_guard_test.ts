@@ -38,6 +38,11 @@ const LINE_RULES: readonly { readonly rule: string; readonly pattern: RegExp }[]
       `\\bglobalThis\\s*\\.\\s*(?:${TIMER_NAMES}|Deno|Date|performance|crypto|Math)\\b`,
     ),
   },
+  { rule: "hidden timer (AbortSignal.timeout)", pattern: /\bAbortSignal\s*\.\s*timeout\b/ },
+  {
+    rule: "network or thread outside the runtime (fetch, WebSocket, Worker)",
+    pattern: /(?<![\w$.])(?:fetch\s*\(|new\s+(?:WebSocket|Worker)\b)/,
+  },
   { rule: "wall clock (Date.now)", pattern: /(?<![\w$.])Date\s*\.\s*now\b/ },
   { rule: "wall clock (new Date())", pattern: /\bnew\s+Date\s*\(\s*\)/ },
   { rule: "monotonic clock (performance.now)", pattern: /(?<![\w$.])performance\s*\.\s*now\b/ },
@@ -189,6 +194,9 @@ Deno.test("runtime guard: catches each kind of world-touching call, naming file 
     'import { readFileSync } from "node:fs";',
     'import { randomBytes } from "node:crypto";',
     "process.exit(1);",
+    "const signal = AbortSignal.timeout(1000);",
+    "const response = await fetch(url);",
+    "const worker = new Worker(url);",
   ];
   for (const line of bad) {
     const source = `// a file\nexport const x = 1;\n${line}\n`;
@@ -214,6 +222,7 @@ Deno.test("runtime guard: lets the seam's own calls, comments and pure uses thro
     'import { createHmac } from "node:crypto";',
     'import { denoRuntime } from "./runtime/deno_runtime.ts";',
     "const x = store.setTimeoutMs;",
+    "const page = await pages.fetch(request);",
   ];
   for (const line of fine) {
     assert.deepEqual(findWorldCalls("roles/fine.ts", `${line}\n`), [], line);

@@ -4,10 +4,13 @@
  * black-holed link, a server cut from its peers and then killed, connections reset — each held
  * for a seeded time, then healed; and operator
  * actions in between — attach (after a server came back), detach (of a server that stays dead a
- * while), replace. Everything happens in virtual time, so the run replays exactly.
+ * while), replace, backup. Everything happens in virtual time, so the run replays exactly.
  */
 import type { Rng } from "../multihost/random.ts";
-import type { SimCluster } from "./sim_cluster.ts";
+import type { NodeAddress } from "../../core/address.ts";
+import { ServerMethod } from "../../core/messages.ts";
+import { connectRpc, type RpcConnection } from "../../roles/rpc.ts";
+import { type SimCluster, STORE_PATH } from "./sim_cluster.ts";
 
 export type FaultKind =
   | "kill-server"
@@ -18,7 +21,8 @@ export type FaultKind =
   | "reset-connections"
   | "kill-gateway"
   | "kill-manager"
-  | "replace";
+  | "replace"
+  | "backup";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill-server",
@@ -30,6 +34,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "kill-gateway",
   "kill-manager",
   "replace",
+  "backup",
 ];
 
 /**
@@ -37,7 +42,12 @@ export const FAULT_KINDS: readonly FaultKind[] = [
  * replay their schedules with exactly this list (a seeded pick depends on the list).
  */
 export const FIRST_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter((kind) =>
-  kind !== "cut-and-kill-server"
+  kind !== "cut-and-kill-server" && kind !== "backup"
+);
+
+/** The second version's kinds (with cut-and-kill-server, before backup), for its seeds. */
+export const SECOND_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter((kind) =>
+  kind !== "backup"
 );
 
 export interface NemesisOptions {
@@ -57,6 +67,10 @@ export class Nemesis {
   readonly #rng: Rng;
   readonly #options: NemesisOptions;
   #stopping = false;
+  #backups = 0;
+  readonly #backupsTaken: Promise<void>[] = [];
+  /** Backups the server reported written but that are not on its disk. */
+  readonly backupProblems: string[] = [];
 
   constructor(cluster: SimCluster, rng: Rng, options: NemesisOptions) {
     this.#cluster = cluster;
@@ -198,6 +212,16 @@ export class Nemesis {
         await this.#sleep(2_000);
         return;
       }
+      case "backup": {
+        // Operator `kumoctl backup`: a live server copies its store while serving.
+        const live = cluster.servers.filter((slot) => slot.role);
+        if (live.length === 0) return;
+        const victim = this.#rng.pick(live);
+        const suffix = `backup${++this.#backups}`;
+        this.#note(`operator: backup ${victim.host.host} ${suffix}`);
+        this.#backupsTaken.push(this.#backup(victim.address, victim.host.host, suffix));
+        return;
+      }
       case "replace": {
         const manager = cluster.liveManagers[0];
         if (!manager) return;
@@ -205,6 +229,28 @@ export class Nemesis {
         manager.startReplace(false);
         return;
       }
+    }
+  }
+
+  /** Every backup started (they end by themselves, bounded by the RPC timeout). */
+  backupsDone(): Promise<void> {
+    return Promise.all(this.#backupsTaken).then(() => {});
+  }
+
+  async #backup(address: NodeAddress, host: string, suffix: string): Promise<void> {
+    const cluster = this.#cluster;
+    let connection: RpcConnection | undefined;
+    try {
+      connection = await connectRpc(address, { runtime: cluster.client, connectTimeoutMs: 2_000 });
+      await connection.call(ServerMethod.CreateBackup, [suffix], 5_000);
+    } catch {
+      return; // a fault may fail a backup; only a backup reported done is checked
+    } finally {
+      connection?.close();
+    }
+    const path = `${STORE_PATH}-${suffix}`;
+    if (cluster.world.disk.committedRecords(host, path) === undefined) {
+      this.backupProblems.push(`backup ${suffix} of ${host} was reported written but is not there`);
     }
   }
 

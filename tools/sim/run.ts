@@ -143,6 +143,8 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     nemesis.stop();
     await settle(Promise.all(workloads.map((w) => w.stop())), 30_000);
     await settle(nemesisDone, 60_000);
+    await settle(nemesis.backupsDone(), 30_000);
+    for (const problem of nemesis.backupProblems) violations.push(problem);
     nemesis.healAll();
     scheduler.note("sim", "healed; making the cluster whole");
     await waitFor("restarted servers registered", () => {

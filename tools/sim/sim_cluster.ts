@@ -21,7 +21,7 @@ export const SERVER_PORT = 19800;
 export const STREAM_PORT = 19900;
 export const GATEWAY_PORT = 11211;
 export const CLIENT_HOST = "10.0.9.1";
-const STORE_PATH = "/var/lib/kumo/server.db";
+export const STORE_PATH = "/var/lib/kumo/server.db";
 
 /** Timeouts of the roles in the simulation: short, so that a run covers many failovers. */
 const TIMING = {
@@ -129,7 +129,8 @@ export class SimCluster {
         streamPort: STREAM_PORT,
         manager1,
         manager2,
-        store: serverSlot.host.openStore(STORE_PATH),
+        // The server opens it through its runtime, as a real one opens its SQLite file.
+        storePath: STORE_PATH,
         ...TIMING,
         ...(this.#breakSwitch === "ack-before-replicate" ? { ackBeforeReplicate: true } : {}),
         ...(this.#breakSwitch === "drop-every-tenth-replica-write"

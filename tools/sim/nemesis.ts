@@ -1,7 +1,7 @@
 /**
  * The simulation's nemesis and operator: from the seed, a sequence of faults — a server, gateway
  * or manager killed and restarted (with its committed store), a server cut off from everyone, a
- * black-holed link, a server cut from its peers and then killed, connections reset — each held
+ * black-holed link, a partition into two sides, a server cut from its peers and then killed, connections reset — each held
  * for a seeded time, then healed; and operator
  * actions in between — attach (after a server came back), detach (of a server that stays dead a
  * while), replace, backup. Everything happens in virtual time, so the run replays exactly.
@@ -22,7 +22,8 @@ export type FaultKind =
   | "kill-gateway"
   | "kill-manager"
   | "replace"
-  | "backup";
+  | "backup"
+  | "partition";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "kill-server",
@@ -35,6 +36,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "kill-manager",
   "replace",
   "backup",
+  "partition",
 ];
 
 /**
@@ -42,12 +44,12 @@ export const FAULT_KINDS: readonly FaultKind[] = [
  * replay their schedules with exactly this list (a seeded pick depends on the list).
  */
 export const FIRST_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter((kind) =>
-  kind !== "cut-and-kill-server" && kind !== "backup"
+  kind !== "cut-and-kill-server" && kind !== "backup" && kind !== "partition"
 );
 
 /** The second version's kinds (with cut-and-kill-server, before backup), for its seeds. */
 export const SECOND_FAULT_KINDS: readonly FaultKind[] = FAULT_KINDS.filter((kind) =>
-  kind !== "backup"
+  kind !== "backup" && kind !== "partition"
 );
 
 export interface NemesisOptions {
@@ -165,6 +167,26 @@ export class Nemesis {
         for (const peer of peers) network.heal(victim, peer);
         await hold();
         cluster.restart(victim);
+        await this.#sleep(2_000);
+        this.attach();
+        return;
+      }
+      case "partition": {
+        // Two sides, every link between them black-holed (the client host stays with the
+        // gateways' side of each link it uses: it is cut from nothing).
+        const hosts = cluster.slots.map((slot) => slot.host.host);
+        const side = new Set(hosts.filter(() => this.#rng.float() < 0.5));
+        if (side.size === 0 || side.size === hosts.length) return;
+        const cut: [string, string][] = [];
+        for (const a of side) {
+          for (const b of hosts) if (!side.has(b)) cut.push([a, b]);
+        }
+        this.#note(
+          `partition ${[...side].join(" ")} | ${hosts.filter((h) => !side.has(h)).join(" ")}`,
+        );
+        for (const [a, b] of cut) network.blackHole(a, b);
+        await hold();
+        for (const [a, b] of cut) network.heal(a, b);
         await this.#sleep(2_000);
         this.attach();
         return;

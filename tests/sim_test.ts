@@ -127,8 +127,13 @@ Deno.test("sim: the command line replays a seed and refuses bad input", async ()
     new RegExp(`replay: deno task sim --seed ${failing} --break drop-every-tenth-replica-write`),
   );
 
+  out.length = 0;
+  assert.equal(await main(["--seed", "1743", "--version", "first"], io), 0);
+  assert.match(out.join(""), /faults: black-hole-link 10\.0\.2\.2 10\.0\.2\.3;/);
+
   for (
     const bad of [
+      ["--version", "third"],
       ["--seed", "x"],
       ["--seeds", "0"],
       ["--break", "nothing"],

@@ -8,6 +8,7 @@ import { withoutTaskSeparator } from "../../core/command_line.ts";
 import { processIo, type ToolIo } from "../tool_io.ts";
 import { isValidSeed, type RunResult, runSeed } from "./run.ts";
 import { BREAK_SWITCHES, type BreakSwitch } from "./sim_cluster.ts";
+import { FIRST_FAULT_KINDS, SECOND_FAULT_KINDS } from "./nemesis.ts";
 
 export const USAGE = `Usage: deno task sim [options]
 
@@ -23,6 +24,7 @@ Options:
   --trace FILE      with --seed: write the event trace to FILE ("-" = stdout)
   --break SWITCH    run with a deliberate bug (${BREAK_SWITCHES.join(", ")}):
                     the run must find violations
+  --version V       the nemesis of an earlier version (first, second), to replay its seeds
   --verbose         for each failing seed, also print the roles' last log lines
   -h, --help        this help
 `;
@@ -34,6 +36,7 @@ interface Args {
   readonly trace?: string;
   readonly breakSwitch?: BreakSwitch;
   readonly verbose: boolean;
+  readonly version?: "first" | "second";
 }
 
 class UsageError extends Error {}
@@ -49,6 +52,7 @@ function seedOf(flag: string, text: string | undefined): number {
 export function parseArgs(args: string[]): Args | "help" {
   let firstSeed = 1, seeds = 500, single = false, verbose = false;
   let trace: string | undefined, breakSwitch: BreakSwitch | undefined;
+  let version: "first" | "second" | undefined;
   let seedsGiven = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -90,6 +94,14 @@ export function parseArgs(args: string[]): Args | "help" {
       case "--verbose":
         verbose = true;
         break;
+      case "--version": {
+        const text = value();
+        if (text !== "first" && text !== "second") {
+          throw new UsageError(`--version must be first or second, not ${text}`);
+        }
+        version = text;
+        break;
+      }
       default:
         throw new UsageError(`unknown argument ${arg} (see --help)`);
     }
@@ -99,12 +111,17 @@ export function parseArgs(args: string[]): Args | "help" {
   if (!single && firstSeed + seeds - 1 > 0xffff_ffff) {
     throw new UsageError("--first-seed + --seeds runs past seed 4294967295");
   }
-  return { firstSeed, seeds: single ? 1 : seeds, single, trace, breakSwitch, verbose };
+  return { firstSeed, seeds: single ? 1 : seeds, single, trace, breakSwitch, verbose, version };
 }
 
 /** The command that replays one seed. */
-export function replayCommand(seed: number, breakSwitch?: BreakSwitch): string {
-  return `deno task sim --seed ${seed}${breakSwitch ? ` --break ${breakSwitch}` : ""}`;
+export function replayCommand(
+  seed: number,
+  breakSwitch?: BreakSwitch,
+  version?: "first" | "second",
+): string {
+  return `deno task sim --seed ${seed}${breakSwitch ? ` --break ${breakSwitch}` : ""}` +
+    (version ? ` --version ${version}` : "");
 }
 
 function report(io: ToolIo, result: RunResult, args: Args): void {
@@ -117,7 +134,7 @@ function report(io: ToolIo, result: RunResult, args: Args): void {
   }
   if (result.violations.length > 5) io.stdout(`  … ${result.violations.length - 5} more\n`);
   if (args.verbose) { for (const line of result.log) io.stdout(`  | ${line}\n`); }
-  io.stdout(`  replay: ${replayCommand(result.seed, args.breakSwitch)}\n`);
+  io.stdout(`  replay: ${replayCommand(result.seed, args.breakSwitch, args.version)}\n`);
 }
 
 export async function main(argv: string[], io: ToolIo = processIo): Promise<number> {
@@ -141,6 +158,11 @@ export async function main(argv: string[], io: ToolIo = processIo): Promise<numb
       seed,
       breakSwitch: args.breakSwitch,
       keepTrace: args.trace !== undefined,
+      faultKinds: args.version === "first"
+        ? FIRST_FAULT_KINDS
+        : args.version === "second"
+        ? SECOND_FAULT_KINDS
+        : undefined,
     });
     ops += result.ops;
     faults += result.faults.length;

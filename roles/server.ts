@@ -88,6 +88,12 @@ export interface ServerSettings {
    * local store, replicating in the background — a deliberate bug for the multi-host checkers.
    */
   ackBeforeReplicate?: boolean;
+  /**
+   * Testing only (the simulation's `--break drop-every-tenth-replica-write`): as a replica,
+   * acknowledge every tenth replicated set without storing it — a deliberate bug the simulation
+   * must catch. Settable only here, never from the command line.
+   */
+  dropEveryTenthReplicaWrite?: boolean;
   /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
   clusterKey?: Uint8Array;
   /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
@@ -177,6 +183,10 @@ export class Server {
   #flushTimer: TimerHandle | undefined;
   readonly #pauses: CancellablePauses;
   readonly #ackBeforeReplicate: boolean;
+  readonly #dropEveryTenthReplicaWrite: boolean;
+  /** Times this server rejoined after being suspect (its replications from before stop). */
+  #rejoins = 0;
+  #replicaWritesTaken = 0;
   readonly #clusterKey: Uint8Array | undefined;
   #metrics?: MetricsEndpoint;
 
@@ -208,6 +218,7 @@ export class Server {
     };
     this.#startedAtSeconds = this.#settings.nowSeconds();
     this.#ackBeforeReplicate = settings.ackBeforeReplicate === true;
+    this.#dropEveryTenthReplicaWrite = settings.dropEveryTenthReplicaWrite === true;
     this.#clusterKey = settings.clusterKey;
     this.#garbage = new TombstoneCollector(store, {
       minAgeSeconds: settings.garbageMinTimeSeconds ?? 60,
@@ -233,8 +244,11 @@ export class Server {
       },
       peer: (address) => this.#peer(address),
       rejoined: () => {
-        // What it applied while away was discarded: so are the ids of those writes.
+        // What it applied while away was discarded: so are the ids of those writes, and so is
+        // the replication still retrying them (applied by the replicas after the discard, they
+        // would leave them holding a write this coordinator no longer has).
         this.#recentWrites.clear();
+        this.#rejoins++;
         this.#dropClientConnections("attached again");
       },
       learnVersion: (clockTime) => this.clock.update(clockTimeCounter(clockTime)),
@@ -584,32 +598,39 @@ export class Server {
    * a write that may still be lost.
    */
   async #getOnceReplicated(dbKey: DbKey, rawKey: unknown): Promise<Uint8Array | null> {
-    await this.#settleUnreplicated(dbKey, rawKey);
+    await this.#settleBeforeDeciding(rawKey, dbKey);
     return this.#readRecord(dbKey, false);
   }
 
   /**
-   * Waits until the key's local writes are on every replica; if one's replication failed, the
-   * current record is replicated again, and if that fails too this throws. Whatever shows the
-   * key's state to a client — a read, and also a cas or read-modify-write that answers without
-   * writing (EXISTS, NOT_STORED, NOT_FOUND…) — waits for this first, or it could reveal a write
-   * that is later lost (found by the multi-host runs: a cas answered EXISTS because of a set
-   * still replicating, then a read from another replica showed the value before that set).
+   * Before a write whose reply shows the key's current state (cas, delete, incr/decr, append,
+   * add, replace …) decides: if the key's latest local write is not yet on every replica, wait
+   * for that replication (replicating the record again if it failed, and failing if that fails
+   * too), as a read does. Otherwise the reply could reveal a write that a read served by another
+   * owner — after this one stops answering — does not show (found by the simulation, seeds 1038
+   * and 1743: a failed delete seen by an append's NOT_STORED, then the value read back from a
+   * replica the delete never reached; and by the multi-host run, seed 101: a cas answered EXISTS
+   * because of a set still replicating). Reads wait for it too. Undefined (synchronously) in the
+   * common case.
    */
-  async #settleUnreplicated(dbKey: DbKey, rawKey: unknown): Promise<void> {
-    const { failed } = await this.#unreplicated.settle(dbKey.hash);
-    const record = this.store.get(dbKey.key, dbKey.hash);
-    if (failed && record) {
-      const targets = this.#coordinatorTargets(dbKey.hash);
-      const replicated = await this.#replicateRecord(rawKey, record, targets);
-      if (!replicated) {
-        throw new RpcError(
-          RpcErrorCode.SERVER_ERROR,
-          "the latest write of this key is not on every replica yet",
-        );
+  #settleBeforeDeciding(rawKey: unknown, dbKey: DbKey): Promise<void> | undefined {
+    if (!this.#unreplicated.isUnsettled(dbKey.hash)) return undefined;
+    return (async () => {
+      while (this.#unreplicated.isUnsettled(dbKey.hash)) {
+        const { failed } = await this.#unreplicated.settle(dbKey.hash);
+        if (!failed) continue;
+        const record = this.store.get(dbKey.key, dbKey.hash);
+        if (!record) return;
+        const targets = this.#coordinatorTargets(dbKey.hash);
+        if (!(await this.#replicateRecord(rawKey, record, targets))) {
+          throw new RpcError(
+            RpcErrorCode.SERVER_ERROR,
+            "the latest write of this key is not on every replica yet",
+          );
+        }
+        this.#unreplicated.markReplicated(dbKey.hash);
       }
-      this.#unreplicated.markReplicated(dbKey.hash);
-    }
+    })();
   }
 
   /**
@@ -719,23 +740,29 @@ export class Server {
     let applied = writeId === undefined
       ? undefined
       : this.#recentWrites.versionOf(writeId, this.#runtime.monotonicMs());
+    const appliedHere = applied !== undefined;
     if (applied === undefined && writeId !== undefined && repeat === true) {
       applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
     }
-    const stored = this.store.get(dbKey.key, dbKey.hash);
-    if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
+    let stored = this.store.get(dbKey.key, dbKey.hash);
+    if (applied !== undefined && !appliedHere) {
+      // Applied by another owner only, and this coordinator holds a newer write: that write may
+      // have been decided (and read) without it, so "it took effect and was overwritten" cannot
+      // be shown. Its outcome stays unknown (found by the simulation, seed 1706).
+      if (stored?.clockTime !== applied) return null;
+      this.#recentWrites.remember(writeId!, applied, this.#runtime.monotonicMs());
+    }
+    if (applied !== undefined) {
+      return this.#setAgain(rawKey, dbKey, stored, applied, targets, writeId!);
+    }
     if (operation === SetOperation.Cas) {
-      const answer = !isLive(stored, this.#now())
-        ? 0
-        : stored!.clockTime !== incoming.clockTime
-        ? false
-        : undefined;
-      if (answer !== undefined) {
-        if (this.#unreplicated.isUnsettled(dbKey.hash)) {
-          await this.#settleUnreplicated(dbKey, rawKey);
-        }
-        return answer;
+      const settle = this.#settleBeforeDeciding(rawKey, dbKey);
+      if (settle) {
+        await settle;
+        stored = this.store.get(dbKey.key, dbKey.hash);
       }
+      if (!isLive(stored, this.#now())) return 0;
+      if (stored!.clockTime !== incoming.clockTime) return false;
     }
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
@@ -761,13 +788,24 @@ export class Server {
    */
   async #setAgain(
     rawKey: unknown,
+    dbKey: DbKey,
     stored: StoredRecord | undefined,
     applied: bigint,
     targets: { replicas: NodeAddress[]; readRingReplicas: NodeAddress[] },
     writeId: bigint,
   ): Promise<bigint | null> {
     this.counters.setsRepeated++;
-    if (stored?.clockTime !== applied) return applied;
+    if (stored?.clockTime !== applied) {
+      // Overwritten — but "it took effect" holds only once what overwrote it is on every
+      // replica: if this server dies first, both are gone (simulation seed 350: two sets
+      // acknowledged so by a coordinator cut from its replicas, lost when it was killed).
+      try {
+        await this.#settleBeforeDeciding(rawKey, dbKey);
+      } catch {
+        return null;
+      }
+      return applied;
+    }
     const replication = this.#replicateRecord(rawKey, stored, targets, writeId);
     this.#unreplicated.track(stored.hash, replication);
     return (await replication) ? applied : null;
@@ -810,7 +848,6 @@ export class Server {
     const found = answers.find((answer) => answer.version !== undefined);
     if (!found) return undefined;
     await this.#pullFrom(found.owner, rawKey, dbKey);
-    this.#recentWrites.remember(writeId, found.version!, this.#runtime.monotonicMs());
     return found.version;
   }
 
@@ -821,6 +858,8 @@ export class Server {
     this.counters.cmdDelete++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const settle = this.#settleBeforeDeciding(rawKey, dbKey);
+    if (settle) await settle;
     const current = this.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.#now())) return false;
     const clockTime = this.#versionAfter(current);
@@ -857,6 +896,8 @@ export class Server {
     else this.counters.cmdSet++;
     const refresh = this.#refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const settle = this.#settleBeforeDeciding(rawKey, dbKey);
+    if (settle) await settle;
     const stored = this.store.get(dbKey.key, dbKey.hash);
     let outcome;
     try {
@@ -865,10 +906,7 @@ export class Server {
     } catch (error) {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, errorText(error));
     }
-    if (outcome.status !== MutateStatus.Ok) {
-      if (this.#unreplicated.isUnsettled(dbKey.hash)) await this.#settleUnreplicated(dbKey, rawKey);
-      return [outcome.status, stored?.clockTime ?? 0n, null];
-    }
+    if (outcome.status !== MutateStatus.Ok) return [outcome.status, stored?.clockTime ?? 0n, null];
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = {
       key: copyBytes(dbKey.key),
@@ -957,9 +995,15 @@ export class Server {
     retries: number,
     finallyFailed?: (target: NodeAddress) => void,
   ): Promise<boolean> {
+    const rejoins = this.#rejoins;
     const send = async (target: NodeAddress, flags: number): Promise<boolean> => {
       const session = this.#peer(target);
       for (let attempt = 0;; attempt++) {
+        if (this.#rejoins !== rejoins) {
+          this.#log.warn(`replicate to ${formatAddress(target)} abandoned: this server rejoined`);
+          finallyFailed?.(target);
+          return false;
+        }
         try {
           await session.call(method, paramsFor(flags), this.#settings.rpcTimeoutMs);
           return true;
@@ -1028,6 +1072,7 @@ export class Server {
     }
     this.#updateClock(adjustClock);
     this.clock.update(clockTimeCounter(record.clockTime));
+    if (this.#dropEveryTenthReplicaWrite && ++this.#replicaWritesTaken % 10 === 0) return true;
     const written = this.store.putIfNewer({
       ...record,
       key: copyBytes(record.key),

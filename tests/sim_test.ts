@@ -37,6 +37,21 @@ Deno.test(`sim: ${CI_SEEDS} seeds, no invariant violation`, async () => {
   assert.ok(faults > CI_SEEDS, `only ${faults} faults`);
 });
 
+/** Seeds run with a cluster key on every role and on the harness's own RPC (issue 12). */
+const KEYED_SEEDS = 100;
+
+Deno.test(`sim: ${KEYED_SEEDS} seeds with a cluster key everywhere, no invariant violation`, async () => {
+  const results: RunResult[] = [];
+  let ops = 0;
+  for (let seed = 1; seed <= KEYED_SEEDS; seed++) {
+    const result = await runSeed({ seed, clusterKey: true });
+    ops += result.ops;
+    if (result.violations.length > 0) results.push(result);
+  }
+  assert.equal(failures(results), "");
+  assert.ok(ops > KEYED_SEEDS * 100, `only ${ops} operations`);
+});
+
 /**
  * Seeds that found kumo bugs, kept as regression tests (each failed before its fix; they replay
  * the schedules of the simulation's first version, whose fault kinds they pin):

@@ -25,6 +25,7 @@ Options:
   --break SWITCH    run with a deliberate bug (${BREAK_SWITCHES.join(", ")}):
                     the run must find violations
   --version V       the nemesis of an earlier version (first, second), to replay its seeds
+  --cluster-key     every role and the harness's RPC with a cluster key (made from the seed)
   --verbose         for each failing seed, also print the roles' last log lines
   -h, --help        this help
 `;
@@ -37,6 +38,7 @@ interface Args {
   readonly breakSwitch?: BreakSwitch;
   readonly verbose: boolean;
   readonly version?: "first" | "second";
+  readonly clusterKey: boolean;
 }
 
 class UsageError extends Error {}
@@ -50,7 +52,7 @@ function seedOf(flag: string, text: string | undefined): number {
 }
 
 export function parseArgs(args: string[]): Args | "help" {
-  let firstSeed = 1, seeds = 500, single = false, verbose = false;
+  let firstSeed = 1, seeds = 500, single = false, verbose = false, clusterKey = false;
   let trace: string | undefined, breakSwitch: BreakSwitch | undefined;
   let version: "first" | "second" | undefined;
   let seedsGiven = false;
@@ -94,6 +96,9 @@ export function parseArgs(args: string[]): Args | "help" {
       case "--verbose":
         verbose = true;
         break;
+      case "--cluster-key":
+        clusterKey = true;
+        break;
       case "--version": {
         const text = value();
         if (text !== "first" && text !== "second") {
@@ -111,7 +116,16 @@ export function parseArgs(args: string[]): Args | "help" {
   if (!single && firstSeed + seeds - 1 > 0xffff_ffff) {
     throw new UsageError("--first-seed + --seeds runs past seed 4294967295");
   }
-  return { firstSeed, seeds: single ? 1 : seeds, single, trace, breakSwitch, verbose, version };
+  return {
+    firstSeed,
+    seeds: single ? 1 : seeds,
+    single,
+    trace,
+    breakSwitch,
+    verbose,
+    version,
+    clusterKey,
+  };
 }
 
 /** The command that replays one seed. */
@@ -119,9 +133,10 @@ export function replayCommand(
   seed: number,
   breakSwitch?: BreakSwitch,
   version?: "first" | "second",
+  clusterKey = false,
 ): string {
   return `deno task sim --seed ${seed}${breakSwitch ? ` --break ${breakSwitch}` : ""}` +
-    (version ? ` --version ${version}` : "");
+    (version ? ` --version ${version}` : "") + (clusterKey ? " --cluster-key" : "");
 }
 
 function report(io: ToolIo, result: RunResult, args: Args): void {
@@ -134,7 +149,9 @@ function report(io: ToolIo, result: RunResult, args: Args): void {
   }
   if (result.violations.length > 5) io.stdout(`  … ${result.violations.length - 5} more\n`);
   if (args.verbose) { for (const line of result.log) io.stdout(`  | ${line}\n`); }
-  io.stdout(`  replay: ${replayCommand(result.seed, args.breakSwitch, args.version)}\n`);
+  io.stdout(
+    `  replay: ${replayCommand(result.seed, args.breakSwitch, args.version, args.clusterKey)}\n`,
+  );
 }
 
 export async function main(argv: string[], io: ToolIo = processIo): Promise<number> {
@@ -157,6 +174,7 @@ export async function main(argv: string[], io: ToolIo = processIo): Promise<numb
     const result = await runSeed({
       seed,
       breakSwitch: args.breakSwitch,
+      clusterKey: args.clusterKey,
       keepTrace: args.trace !== undefined,
       faultKinds: args.version === "first"
         ? FIRST_FAULT_KINDS

@@ -263,7 +263,11 @@ export class Nemesis {
     const cluster = this.#cluster;
     let connection: RpcConnection | undefined;
     try {
-      connection = await connectRpc(address, { runtime: cluster.client, connectTimeoutMs: 2_000 });
+      connection = await connectRpc(address, {
+        runtime: cluster.client,
+        connectTimeoutMs: 2_000,
+        clusterKey: cluster.clusterKey,
+      });
       await connection.call(ServerMethod.CreateBackup, [suffix], 5_000);
     } catch {
       return; // a fault may fail a backup; only a backup reported done is checked

@@ -30,6 +30,14 @@ export interface RunOptions {
   readonly durationMs?: number;
   /** The nemesis' fault kinds (default all; regression seeds pin the list they were found with). */
   readonly faultKinds?: readonly FaultKind[];
+  /** Every role and the harness's own RPC with a cluster key (made from the seed). */
+  readonly clusterKey?: boolean;
+}
+
+/** The cluster key of a keyed run: 32 bytes from the seed, on a stream of its own. */
+function clusterKeyOf(seed: number): Uint8Array {
+  const random = new Rng(deriveSeed(seed, 7));
+  return Uint8Array.from({ length: 32 }, () => random.int(0, 255));
 }
 
 export interface RunResult {
@@ -73,9 +81,15 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     `${shape.gateways} gateways, ${durationMs / 1000} s`;
   scheduler.note(
     "sim",
-    `seed ${seed}: ${shapeText}${options.breakSwitch ? ` break ${options.breakSwitch}` : ""}`,
+    `seed ${seed}: ${shapeText}${options.breakSwitch ? ` break ${options.breakSwitch}` : ""}` +
+      (options.clusterKey ? " with a cluster key" : ""),
   );
-  const cluster = new SimCluster(world, shape, options.breakSwitch);
+  const cluster = new SimCluster(
+    world,
+    shape,
+    options.breakSwitch,
+    options.clusterKey ? clusterKeyOf(seed) : undefined,
+  );
   const violations: string[] = [];
   const unhandled = (event: PromiseRejectionEvent) => {
     event.preventDefault();

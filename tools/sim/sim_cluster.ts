@@ -84,10 +84,18 @@ export class SimCluster {
   /** The roles' log lines, newest last (bounded): printed for a failing seed. */
   readonly log: string[] = [];
   readonly #breakSwitch: BreakSwitch | undefined;
+  /** Given to every role and to the harness's own RPC connections (undefined: an open cluster). */
+  readonly clusterKey: Uint8Array | undefined;
 
-  constructor(world: SimWorld, shape: ClusterShape, breakSwitch?: BreakSwitch) {
+  constructor(
+    world: SimWorld,
+    shape: ClusterShape,
+    breakSwitch?: BreakSwitch,
+    clusterKey?: Uint8Array,
+  ) {
     this.world = world;
     this.#breakSwitch = breakSwitch;
+    this.clusterKey = clusterKey;
     for (let i = 1; i <= shape.managers; i++) {
       this.managers.push(this.#slot(`10.0.1.${i}`, MANAGER_PORT));
     }
@@ -225,7 +233,12 @@ export class SimCluster {
   }
 
   #settings<Settings>(slot: Slot<unknown>, settings: Partial<Settings>): Settings {
-    return { ...settings, runtime: slot.host, logger: this.#logger(slot.host) } as Settings;
+    return {
+      ...settings,
+      runtime: slot.host,
+      logger: this.#logger(slot.host),
+      ...(this.clusterKey ? { clusterKey: this.clusterKey } : {}),
+    } as Settings;
   }
 
   #logger(host: SimHost): Logger {

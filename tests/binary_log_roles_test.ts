@@ -83,20 +83,26 @@ Deno.test("binary log records: nS/lS on the manager, ers/erd on the server, es/e
         client.writeHashSpace.timestamp === manager.writeHashSpace.timestamp,
     );
 
-    // A key whose coordinator is `coordinator`, so that `replica` is the one that fails.
-    const key = Array.from({ length: 200 }, (_, i) => new TextEncoder().encode(`key${i}`))
-      .find((candidate) => {
-        const owner = serverFor(manager.writeHashSpace, hash64(candidate), 0);
-        return owner !== undefined && formatAddress(owner) === formatAddress(coordinator.address);
-      });
-    assert.ok(key, "some key is coordinated by the first server");
-    const stored = await client.set({
-      key,
-      value: new TextEncoder().encode("v"),
-      flags: 0,
-      expireAt: 0,
+    // Keys whose coordinator is `coordinator`, so that `replica` is the one that fails. The
+    // delete takes a key of its own: a key whose last write failed to replicate is replicated
+    // again before anything else may decide on it (a second ers, not an erd).
+    const [key, deletedKey] = Array.from(
+      { length: 400 },
+      (_, i) => new TextEncoder().encode(`key${i}`),
+    ).filter((candidate) => {
+      const owner = serverFor(manager.writeHashSpace, hash64(candidate), 0);
+      return owner !== undefined && formatAddress(owner) === formatAddress(coordinator.address);
     });
-    assert.equal(stored.kind, "stored", "replication works before the disk fails");
+    assert.ok(key && deletedKey, "two keys are coordinated by the first server");
+    for (const stored of [key, deletedKey]) {
+      const result = await client.set({
+        key: stored,
+        value: new TextEncoder().encode("v"),
+        flags: 0,
+        expireAt: 0,
+      });
+      assert.equal(result.kind, "stored", "replication works before the disk fails");
+    }
     assert.deepEqual(serverLog.names(), []);
     assert.deepEqual(gatewayLog.names(), []);
 
@@ -108,7 +114,7 @@ Deno.test("binary log records: nS/lS on the manager, ers/erd on the server, es/e
       expireAt: 0,
     });
     assert.equal(failedSet.kind, "error");
-    const failedDelete = await client.delete(key);
+    const failedDelete = await client.delete(deletedKey);
     assert.equal(failedDelete.kind, "error");
     assert.deepEqual(serverLog.names(), ["ers", "erd"]);
     const [ers, erd] = serverLog.entries;

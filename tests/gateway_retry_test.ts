@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod, MutateStatus, ServerMethod } from "../core/messages.ts";
 import { OBSOLETE } from "../core/replica_targets.ts";
-import { ClusterClient } from "../roles/cluster_client.ts";
-import { RpcError, RpcErrorCode, RpcListener } from "../roles/rpc.ts";
+import { ClusterClient } from "../roles/client/cluster_client.ts";
+import { RpcError, RpcErrorCode, RpcListener } from "../roles/rpc/rpc.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();

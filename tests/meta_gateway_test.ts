@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { TestCluster, TextClient } from "./helpers/cluster.ts";
-import type { Gateway } from "../roles/gateway.ts";
+import type { Gateway } from "../roles/gateway/gateway.ts";
 
 /** One connection; `ask` sends lines plus "mn" and returns everything before the MN. */
 async function metaConnection(gateway: Gateway) {

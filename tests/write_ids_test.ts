@@ -11,8 +11,8 @@ import { hash64 } from "../core/hash.ts";
 import { serverFor } from "../core/replica_targets.ts";
 import { ServerMethod, SetOperation } from "../core/messages.ts";
 import { RECENT_WRITES_MAX, RecentWrites } from "../core/recent_writes.ts";
-import { connectRpc } from "../roles/rpc.ts";
-import { UnreplicatedKeys } from "../roles/unreplicated_keys.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
+import { UnreplicatedKeys } from "../roles/server/unreplicated_keys.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
 
 const encoder = new TextEncoder();

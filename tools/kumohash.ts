@@ -16,8 +16,8 @@ import {
 import { hash64OfText, hashToHex } from "../core/hash.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
-import { resolveAddress } from "../roles/resolve.ts";
-import { connectRpc } from "../roles/rpc.ts";
+import { resolveAddress } from "../roles/shared/resolve.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
 import { CLUSTER_KEY_USAGE, messageOf, takeClusterKey } from "./tool_io.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 

@@ -9,10 +9,11 @@
  * @module
  */
 import { ClientError } from "./client_error.ts";
+import { GATEWAY_DEFAULTS } from "./defaults.ts";
 import { MEMCACHED_MAX_KEY_BYTES } from "./memcached_text.ts";
 
 /** The gateway's default `-I`: the largest value, in bytes. */
-export const DEFAULT_MAX_VALUE_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_VALUE_BYTES = GATEWAY_DEFAULTS.maxItemBytes;
 
 const UINT32_MAX = 0xffff_ffff;
 const INT32_MIN = -0x8000_0000;

@@ -3,6 +3,7 @@
  * routing and retry policy of reference §7.5–7.6. Every memcached front end (text, binary,
  * meta, cloudy) turns its requests into these calls.
  */
+import { GATEWAY_DEFAULTS } from "../../core/defaults.ts";
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { type BinaryLogSink, gatewayFailedEntry } from "../../core/binary_log_records.ts";
 import { decodeDbValue, encodeDbKey, encodeDbValue } from "../../core/db_record.ts";
@@ -196,15 +197,15 @@ export class ClusterClient {
     this.hotKeys = new HotKeySampler(settings.hotKeys);
     this.#binaryLog = settings.binaryLog;
     this.#settings = {
-      getRetry: settings.getRetry ?? 5,
-      setRetry: settings.setRetry ?? 20,
-      deleteRetry: settings.deleteRetry ?? 20,
-      renewThreshold: settings.renewThreshold ?? 4,
-      retryDelayMs: settings.retryDelayMs ?? 1000,
-      rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
-      connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
-      connectRetryLimit: settings.connectRetryLimit ?? 4,
-      keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
+      getRetry: settings.getRetry ?? GATEWAY_DEFAULTS.getRetryLimit,
+      setRetry: settings.setRetry ?? GATEWAY_DEFAULTS.setRetryLimit,
+      deleteRetry: settings.deleteRetry ?? GATEWAY_DEFAULTS.deleteRetryLimit,
+      renewThreshold: settings.renewThreshold ?? GATEWAY_DEFAULTS.renewThreshold,
+      retryDelayMs: settings.retryDelayMs ?? GATEWAY_DEFAULTS.retryDelayMs,
+      rpcTimeoutMs: settings.rpcTimeoutMs ?? GATEWAY_DEFAULTS.rpcTimeoutMs,
+      connectTimeoutMs: settings.connectTimeoutMs ?? GATEWAY_DEFAULTS.connectTimeoutMs,
+      connectRetryLimit: settings.connectRetryLimit ?? GATEWAY_DEFAULTS.connectRetryLimit,
+      keepaliveIntervalMs: settings.keepaliveIntervalMs ?? GATEWAY_DEFAULTS.keepaliveIntervalMs,
       keyPrefix: settings.keyPrefix ?? new Uint8Array(),
       asyncDelete: settings.asyncDelete ?? false,
     };

@@ -5,6 +5,7 @@
  * (roles/cluster_client.ts).
  */
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
+import { GATEWAY_DEFAULTS } from "../../core/defaults.ts";
 import { binaryProtocol } from "./binary_protocol.ts";
 import { cloudyProtocol } from "./cloudy_protocol.ts";
 import { ClusterClient, type ClusterClientSettings } from "../client/cluster_client.ts";
@@ -52,11 +53,6 @@ export interface GatewaySettings extends ClusterClientSettings {
    */
   tls?: { cert: string; key: string };
 }
-
-const DEFAULT_MAX_ITEM_BYTES = 1024 * 1024;
-/** Room for the command line in front of the largest value. */
-const REQUEST_HEADER_ALLOWANCE_BYTES = 4096;
-const MAX_PENDING_REPLIES = 4096;
 
 export class Gateway {
   readonly client: ClusterClient;
@@ -111,7 +107,7 @@ export class Gateway {
       gateway.#metrics = metrics;
       metrics.serve(gatewayRegistry(client, gateway.stats));
     }
-    const maxItemBytes = settings.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES;
+    const maxItemBytes = settings.maxItemBytes ?? GATEWAY_DEFAULTS.maxItemBytes;
     for (const listener of Object.values(listeners)) gateway.connections.addListener(listener.addr);
     const gatewaySettings = () => settingsEntries(listeners, maxItemBytes, settings);
     // One set of counters for the whole gateway, shared by every connection and protocol.
@@ -134,8 +130,8 @@ export class Gateway {
       },
     };
     const limits: ConnectionLimits = {
-      maxRequestBytes: maxItemBytes + REQUEST_HEADER_ALLOWANCE_BYTES,
-      maxPendingReplies: MAX_PENDING_REPLIES,
+      maxRequestBytes: maxItemBytes + GATEWAY_DEFAULTS.requestHeaderAllowanceBytes,
+      maxPendingReplies: GATEWAY_DEFAULTS.maxPendingReplies,
     };
     // One protocol object per connection: the cloudy one tracks the connection's requests.
     const tracked = <R>(protocol: FrontEndProtocol<R>, info: ConnectionInfo) =>

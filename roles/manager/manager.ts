@@ -25,6 +25,7 @@ import {
   serverMembershipEntry,
   unknownPartnerEntry,
 } from "../../core/binary_log_records.ts";
+import { MANAGER_DEFAULTS } from "../../core/defaults.ts";
 import { HashSpace } from "../../core/hash_space.ts";
 import { silenceLimitMs } from "../../core/liveness.ts";
 import { adoptRings, hashSpacesDiffer } from "../../core/ring_adoption.ts";
@@ -151,12 +152,12 @@ export class Manager {
     this.autoReplace = settings.autoReplace ?? false;
     this.#clusterKey = settings.clusterKey;
     this.#settings = {
-      replaceDelayMs: settings.replaceDelayMs ?? 4000,
-      replaceStallMs: settings.replaceStallMs ?? 60_000,
-      keepaliveIntervalMs: settings.keepaliveIntervalMs ?? 2000,
-      connectTimeoutMs: settings.connectTimeoutMs ?? 10_000,
-      connectRetryLimit: settings.connectRetryLimit ?? 4,
-      rpcTimeoutMs: settings.rpcTimeoutMs ?? 10_000,
+      replaceDelayMs: settings.replaceDelayMs ?? MANAGER_DEFAULTS.replaceDelayMs,
+      replaceStallMs: settings.replaceStallMs ?? MANAGER_DEFAULTS.replaceStallMs,
+      keepaliveIntervalMs: settings.keepaliveIntervalMs ?? MANAGER_DEFAULTS.keepaliveIntervalMs,
+      connectTimeoutMs: settings.connectTimeoutMs ?? MANAGER_DEFAULTS.connectTimeoutMs,
+      connectRetryLimit: settings.connectRetryLimit ?? MANAGER_DEFAULTS.connectRetryLimit,
+      rpcTimeoutMs: settings.rpcTimeoutMs ?? MANAGER_DEFAULTS.rpcTimeoutMs,
       nowSeconds: settings.nowSeconds ?? (() => Math.floor(runtime.nowMs() / 1000)),
     };
     this.#keepaliveTimer = runtime.setInterval(

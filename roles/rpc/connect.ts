@@ -2,6 +2,7 @@
  * Opening an outgoing RPC connection: TCP connect with a deadline and an abort signal, then the
  * cluster-key handshake when a key is set (./cluster_key.ts).
  */
+import { RPC_DEFAULTS } from "../../core/defaults.ts";
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { RpcError, RpcErrorCode } from "../../core/rpc_frame.ts";
 import { connectorHandshake } from "./cluster_key.ts";
@@ -10,7 +11,7 @@ import type { RuntimeConn } from "../runtime/runtime.ts";
 import { type ConnectionOptions, type RpcConnection, TcpRpcConnection } from "./connection.ts";
 import { osMessage } from "./helpers.ts";
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = RPC_DEFAULTS.connectTimeoutMs;
 
 export interface ConnectOptions extends ConnectionOptions {
   connectTimeoutMs?: number;

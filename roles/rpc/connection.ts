@@ -4,6 +4,7 @@
  * and the calls in flight, matched by msgid, their timeouts swept by one timer. The interfaces
  * every connection offers (RpcConnection, ConnectionOptions, RequestHandler) are defined here.
  */
+import { RPC_DEFAULTS } from "../../core/defaults.ts";
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { encodeMessageView } from "../../core/codec.ts";
 import {
@@ -25,7 +26,7 @@ import type { Runtime, RuntimeConn } from "../runtime/runtime.ts";
 import { callHook, isPromiseLike } from "./helpers.ts";
 import { SweepTimer } from "./sweep_timer.ts";
 
-export const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+export const DEFAULT_CALL_TIMEOUT_MS = RPC_DEFAULTS.callTimeoutMs;
 const READ_BUFFER_BYTES = 64 * 1024;
 /** Below this much free space after retained frames, reading moves to a fresh buffer. */
 const MIN_READ_SPACE_BYTES = 4 * 1024;
@@ -33,7 +34,7 @@ const OUTPUT_INITIAL_BYTES = 64 * 1024;
 /** An output buffer grown past this (one huge frame) is not kept once written. */
 const OUTPUT_KEEP_MAX_BYTES = 1024 * 1024;
 /** A peer that stops reading must not make us buffer without bound: the link is dropped. */
-export const MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
+export const MAX_OUTPUT_BYTES = RPC_DEFAULTS.maxOutputBytes;
 
 /** Returned by a {@link RequestHandler} to send no response at all (kumofs ReplaceOffer). */
 export const NO_REPLY: unique symbol = Symbol("NO_REPLY");

@@ -26,6 +26,13 @@ import {
   unknownPartnerEntry,
 } from "../../core/binary_log_records.ts";
 import { MANAGER_DEFAULTS } from "../../core/defaults.ts";
+import {
+  type ReplaceEvent,
+  type ReplaceRun,
+  replaceRunStep,
+  type ReplaceStep,
+  startReplaceRun,
+} from "../../core/replace_run.ts";
 import { HashSpace } from "../../core/hash_space.ts";
 import { silenceLimitMs } from "../../core/liveness.ts";
 import { adoptRings, hashSpacesDiffer } from "../../core/ring_adoption.ts";
@@ -83,16 +90,6 @@ export interface ReplaceStatus {
 interface ServerLink {
   readonly address: NodeAddress;
   readonly session: RpcSession;
-}
-
-interface ReplaceRun {
-  readonly replaceTime: bigint;
-  readonly full: boolean;
-  phase: "copy" | "delete";
-  readonly targets: string[];
-  remaining: Set<string>;
-  recordsMoved: number;
-  lastProgressMs: number;
 }
 
 export class Manager {
@@ -395,17 +392,7 @@ export class Manager {
     this.writeHashSpace = write;
     this.readHashSpace = read;
     if (changed) this.#distributeRings();
-    const run = this.#replace;
-    if (run?.targets.includes(key)) {
-      if (run.phase === "copy") {
-        // Its share of the copy will never be reported: start over with the new rings.
-        this.#log.warn(`lost node ${key} during replace copy; restarting the replace`);
-        this.#restartReplace();
-      } else {
-        run.remaining.delete(key);
-        this.#checkDeleteFinished(run);
-      }
-    }
+    this.#stepReplace({ kind: "server-lost", server: key });
   }
 
   /** Keepalives (they also detect dead peers) and the replace watchdog. */
@@ -418,11 +405,11 @@ export class Manager {
     }
     this.#partner?.call(ManagerMethod.KeepAlive, params, this.#settings.rpcTimeoutMs)
       .catch(() => {});
-    const run = this.#replace;
-    if (run && this.#runtime.monotonicMs() - run.lastProgressMs > this.#settings.replaceStallMs) {
-      this.#log.warn(`replace ${run.phase} phase made no progress; restarting the replace`);
-      this.#restartReplace();
-    }
+    this.#stepReplace({
+      kind: "tick",
+      nowMs: this.#runtime.monotonicMs(),
+      stallMs: this.#settings.replaceStallMs,
+    });
   }
 
   /**
@@ -634,15 +621,6 @@ export class Manager {
     }
     const replaceTime = this.clock.next(this.#now());
     const targets = [...this.#servers.keys()];
-    this.#replace = {
-      replaceTime,
-      full,
-      phase: "copy",
-      targets,
-      remaining: new Set(targets),
-      recordsMoved: 0,
-      lastProgressMs: this.#runtime.monotonicMs(),
-    };
     this.#log.info(`start replace copy${full ? " (full)" : ""} to ${targets.length} servers`);
     const params = [
       this.writeHashSpace.toSeed(),
@@ -661,13 +639,13 @@ export class Manager {
           // An unreachable server is declared lost by its session, which restarts the replace.
         });
     }
+    this.#replace = startReplaceRun(replaceTime, full, targets, this.#runtime.monotonicMs());
     this.#pushGateways();
     this.#changed();
-    if (targets.length === 0) this.#finishCopy(this.#replace);
+    this.#stepReplace({ kind: "copy-sent", nowMs: this.#runtime.monotonicMs() });
   }
 
-  #restartReplace(): void {
-    const full = this.#replace?.full ?? false;
+  #restartReplace(full: boolean): void {
     this.#replace = undefined;
     // A short pause lets ring changes (the fault that caused this) settle first.
     this.#later(Math.min(this.#settings.replaceDelayMs, 500), () => {
@@ -679,27 +657,65 @@ export class Manager {
   #copyEnd(params: unknown[], connection: RpcConnection): true {
     const [replaceTime, adjustClock, ok, moved] = params;
     if (typeof adjustClock === "number") this.clock.update(adjustClock);
-    const run = this.#replace;
     const server = connection.clusterPeer?.address;
-    if (!run || run.phase !== "copy" || replaceTime !== run.replaceTime || !server) return true;
-    if (ok === false) {
-      this.#log.warn(`replace copy from ${formatAddress(server)} failed; restarting the replace`);
-      this.#restartReplace();
-      return true;
-    }
-    run.remaining.delete(formatAddress(server));
-    run.recordsMoved += typeof moved === "number" ? moved : 0;
-    run.lastProgressMs = this.#runtime.monotonicMs();
-    this.#changed();
-    if (run.remaining.size === 0) this.#finishCopy(run);
+    if (!server) return true;
+    this.#stepReplace({
+      kind: "copy-end",
+      server: formatAddress(server),
+      replaceTime,
+      ok: ok !== false,
+      movedRecords: typeof moved === "number" ? moved : 0,
+      nowMs: this.#runtime.monotonicMs(),
+    });
     return true;
   }
 
+  #deleteEnd(params: unknown[], connection: RpcConnection): true {
+    const [replaceTime, adjustClock] = params;
+    if (typeof adjustClock === "number") this.clock.update(adjustClock);
+    const server = connection.clusterPeer?.address;
+    if (!server) return true;
+    this.#stepReplace({
+      kind: "delete-end",
+      server: formatAddress(server),
+      replaceTime,
+      nowMs: this.#runtime.monotonicMs(),
+    });
+    return true;
+  }
+
+  /** Feeds the replace run one event (core/replace_run.ts) and carries out its effects. */
+  #stepReplace(event: ReplaceEvent): void {
+    this.#applyReplace(replaceRunStep(this.#replace, event, (key) => this.#servers.has(key)));
+  }
+
+  #applyReplace(step: ReplaceStep): void {
+    for (const effect of step.effects) {
+      switch (effect.kind) {
+        case "progress":
+          this.#replace = effect.run;
+          this.#changed();
+          break;
+        case "restart":
+          this.#log.warn(effect.why);
+          this.#restartReplace(effect.full);
+          break;
+        case "start-delete":
+          this.#replace = effect.run;
+          this.#startDelete(effect.run);
+          break;
+        case "finished":
+          this.#replace = undefined;
+          this.#log.info(`replace finished: ${effect.recordsMoved} records moved`);
+          this.#changed();
+          break;
+      }
+    }
+    this.#replace = step.run;
+  }
+
   /** Every server copied: reads switch to the new ring and servers drop what they no longer own. */
-  #finishCopy(run: ReplaceRun): void {
-    run.phase = "delete";
-    run.remaining = new Set(run.targets.filter((key) => this.#servers.has(key)));
-    run.lastProgressMs = this.#runtime.monotonicMs();
+  #startDelete(run: ReplaceRun): void {
     this.readHashSpace = this.writeHashSpace;
     const params = [this.writeHashSpace.toSeed(), this.clock.increment(), run.replaceTime];
     for (const key of run.remaining) {
@@ -712,26 +728,6 @@ export class Manager {
     }
     this.#pushGateways();
     this.#syncPartner();
-    this.#changed();
-    this.#checkDeleteFinished(run);
-  }
-
-  #deleteEnd(params: unknown[], connection: RpcConnection): true {
-    const [replaceTime, adjustClock] = params;
-    if (typeof adjustClock === "number") this.clock.update(adjustClock);
-    const run = this.#replace;
-    const server = connection.clusterPeer?.address;
-    if (!run || run.phase !== "delete" || replaceTime !== run.replaceTime || !server) return true;
-    run.remaining.delete(formatAddress(server));
-    run.lastProgressMs = this.#runtime.monotonicMs();
-    this.#checkDeleteFinished(run);
-    return true;
-  }
-
-  #checkDeleteFinished(run: ReplaceRun): void {
-    if (run.remaining.size > 0 || this.#replace !== run) return;
-    this.#replace = undefined;
-    this.#log.info(`replace finished: ${run.recordsMoved} records moved`);
     this.#changed();
   }
 

@@ -1,5 +1,5 @@
 /**
- * Input checks of the embedded client (roles/client.ts): what a memcached text client could send
+ * Input checks of the embedded client (roles/client/client.ts): what a memcached text client could send
  * through the gateway, refused with a clear `ClientError` before anything reaches the cluster.
  * Keys are memcached keys (1-250 bytes, no space or control byte, so every key written here can
  * also be read through the gateway's text port), values are bounded like the gateway's `-I`,

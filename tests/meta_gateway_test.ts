@@ -1,7 +1,7 @@
 /**
  * The meta commands (mg, ms, md, ma, mn, me) on the gateway of an in-process cluster: each place
  * where kumo deliberately answers differently from memcached (documented in
- * roles/meta_protocol.ts), checked with an injected gateway clock. The meta transcripts, which
+ * roles/gateway/meta_protocol.ts), checked with an injected gateway clock. The meta transcripts, which
  * match memcached byte for byte, are replayed against the gateway by transcripts_gateway_test.ts.
  */
 import assert from "node:assert/strict";

@@ -36,11 +36,11 @@ command:
    dump              dump the hash space (every virtual node in ring order)
 ${CLUSTER_KEY_USAGE}`;
 
-/** The part of an RPC connection kumohash uses (roles/rpc.ts provides it). */
+/** The part of an RPC connection kumohash uses (roles/rpc/rpc.ts provides it). */
 export interface RpcCaller {
   call(method: number, params: unknown[], timeoutMs?: number): Promise<unknown>;
   close(): void | Promise<void>;
-  /** Resolves once the socket is released (roles/rpc.ts); awaited so nothing outlives main. */
+  /** Resolves once the socket is released (roles/rpc/rpc.ts); awaited so nothing outlives main. */
   readonly closed?: Promise<void>;
 }
 

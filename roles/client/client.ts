@@ -1,8 +1,8 @@
 /**
  * The embedded client: memcached's commands from a Deno program, routed by the rings straight
- * to the servers — the gateway's ClusterClient (roles/cluster_client.ts) without the memcached
+ * to the servers — the gateway's ClusterClient (roles/client/cluster_client.ts) without the memcached
  * protocol in between. Each command is turned into its cluster call by the same functions the
- * gateway's text front end uses (roles/memcached_commands.ts): same expiry conversion, store
+ * gateway's text front end uses (roles/client/memcached_commands.ts): same expiry conversion, store
  * modes and cas, same retry rules, so a program sees what a memcached client sees through a
  * gateway.
  *

@@ -1,7 +1,7 @@
 /**
- * memcached's storage, arithmetic and touch commands as cluster calls (roles/cluster_client.ts),
- * in one place for the gateway's text front end (roles/text_protocol.ts) and the embedded Client
- * (roles/client.ts): both turn the same command into the same call, so a program using the
+ * memcached's storage, arithmetic and touch commands as cluster calls (roles/client/cluster_client.ts),
+ * in one place for the gateway's text front end (roles/gateway/text_protocol.ts) and the embedded Client
+ * (roles/client/client.ts): both turn the same command into the same call, so a program using the
  * Client sees what a memcached client sees through a gateway. What the commands do to an item
  * (add only if missing, append keeps flags and expiry, incr wraps …) is decided at the key's
  * coordinator (core/mutation.ts); exptime becomes an absolute expiry here (core/expiry.ts).

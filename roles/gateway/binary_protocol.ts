@@ -1,6 +1,6 @@
 /**
  * The memcached binary protocol on the gateway (`-b`): parsed packets (core/memcached_binary.ts)
- * become cluster calls (roles/cluster_client.ts) and their results memcached 1.6's responses.
+ * become cluster calls (roles/client/cluster_client.ts) and their results memcached 1.6's responses.
  *
  * Quiet opcodes send nothing on success (the get family: nothing on a miss); errors are always
  * sent. A failure inside the cluster answers 0x0084 (internal error).
@@ -339,7 +339,7 @@ export function flushDelaySeconds(exptime: number, nowSeconds: number): number {
 
 /**
  * STAT: one response per stat (key = name, value = its text), then an empty one. The group
- * (the key) is answered as on the text protocol (roles/stats_groups.ts): "reset" and "detail
+ * (the key) is answered as on the text protocol (roles/gateway/stats_groups.ts): "reset" and "detail
  * on|off" answer just the terminator, "detail dump" one stat "detailed" holding the dump, as
  * memcached does; an unknown group is "key not found".
  */

@@ -1,7 +1,7 @@
 /**
  * The login exchange in front of a client connection when the gateway has `--auth-file`.
  * Until the client authenticates the gate answers every request itself; on success it makes
- * the real protocol the connection's protocol (roles/protocol_switch.ts), so an authenticated
+ * the real protocol the connection's protocol (roles/gateway/protocol_switch.ts), so an authenticated
  * connection costs nothing more per request, and a gateway without auth never builds a gate.
  *
  * - Text: memcached's ASCII authentication (`-Y`): the first command must be

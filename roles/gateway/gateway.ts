@@ -2,7 +2,7 @@
  * kumo-gateway: the memcached front end (reference §10). Clients speak the memcached text
  * protocol on `-t`, the binary protocol on `-b` and kumofs' "cloudy" binary protocol (replies in
  * completion order) on `-c`; each request is routed by the rings to the key's servers
- * (roles/cluster_client.ts).
+ * (roles/client/cluster_client.ts).
  */
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { GATEWAY_DEFAULTS } from "../../core/defaults.ts";
@@ -98,7 +98,7 @@ export class Gateway {
       void metrics?.close();
       throw error;
     }
-    // Only a gateway with metrics times its commands (roles/gateway_metrics.ts).
+    // Only a gateway with metrics times its commands (roles/gateway/metrics.ts).
     const client = metrics ? new MeteredClusterClient(settings) : new ClusterClient(settings);
     const runtime = settings.runtime ?? denoRuntime;
     const nowSeconds = settings.nowSeconds ?? (() => Math.floor(runtime.nowMs() / 1000));

@@ -1,6 +1,6 @@
 /**
  * memcached meta commands (mg, ms, md, ma, mn, me) on the gateway's text port, executed against
- * the cluster (roles/cluster_client.ts). Replies are memcached 1.6's, byte for byte (reply
+ * the cluster (roles/client/cluster_client.ts). Replies are memcached 1.6's, byte for byte (reply
  * builders in core/memcached_text_reply.ts), except where a replicated store cannot know what a
  * single memcached process knows. Those places are decided here, on purpose:
  *

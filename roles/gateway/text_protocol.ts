@@ -1,6 +1,6 @@
 /**
  * The memcached text protocol on the gateway: parsed requests (core/memcached_text.ts) become
- * cluster calls (roles/cluster_client.ts) and their results memcached's exact replies.
+ * cluster calls (roles/client/cluster_client.ts) and their results memcached's exact replies.
  */
 import { absoluteExpiry } from "../../core/expiry.ts";
 import {

@@ -28,7 +28,7 @@ const POLL_TIMEOUT_MS = 900;
 /** Open event streams at most; more are refused (each costs a poll's share and a socket). */
 const MAX_EVENT_STREAMS = 64;
 
-/** What the status page reads of a manager (roles/manager.ts). */
+/** What the status page reads of a manager (roles/manager/manager.ts). */
 export interface ObservedManager {
   readonly address: NodeAddress;
   readonly writeHashSpace: HashSpace;

@@ -1,5 +1,5 @@
 /**
- * The manager's status page (roles/manager_status.ts): one self-contained document, no CDN
+ * The manager's status page (roles/manager/status.ts): one self-contained document, no CDN
  * (clusters often run without internet). The server puts the first snapshot in place of
  * `__INITIAL_SNAPSHOT__`; the script renders it at once and then every `/events` message.
  */

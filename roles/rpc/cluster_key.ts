@@ -1,6 +1,6 @@
 /**
  * The cluster key's I/O: reading the key file, HMAC-SHA256 from node:crypto, nonces from the
- * runtime's randomness, and the handshake (core/cluster_key.ts) run over a raw TCP connection before roles/rpc.ts builds its
+ * runtime's randomness, and the handshake (core/cluster_key.ts) run over a raw TCP connection before roles/rpc/connection.ts builds its
  * RPC connection on it. Every step shares one deadline (the connect timeout): never a hang.
  */
 

@@ -14,7 +14,7 @@ import {
   scrapedGauge,
 } from "../shared/role_metrics.ts";
 
-/** What the metrics read of a server (roles/server.ts). */
+/** What the metrics read of a server (roles/server/server.ts). */
 export interface ObservedServer {
   readonly address: NodeAddress;
   readonly store: Store;

@@ -205,7 +205,10 @@ export class ReplaceDriver {
     node.readHashSpace = node.writeHashSpace;
     const params = [node.writeHashSpace.toSeed(), node.clock.increment(), run.replaceTime];
     for (const key of run.remaining) {
-      node.servers.get(key)!.session.call(
+      const link = node.servers.get(key);
+      // Invariant: the delete phase starts only on registered servers (core/replace_run.ts).
+      if (!link) throw new Error(`replace driver: ${key} is not a registered server`);
+      link.session.call(
         ServerMethod.ReplaceDeleteStart,
         params,
         node.timings.rpcTimeoutMs,

@@ -30,7 +30,10 @@ export class UnreplicatedKeys {
     // Writes racing on one key are rare: only they allocate a chained promise.
     this.#pending.set(hash, earlier ? Promise.allSettled([earlier, replication]) : replication);
     const settle = (ok: boolean) => {
-      const left = this.#inFlight.get(hash)! - 1;
+      const count = this.#inFlight.get(hash);
+      // Invariant: each tracked replication settles once, while its count is held.
+      if (count === undefined) throw new Error("unreplicated keys: a replication settled twice");
+      const left = count - 1;
       if (left === 0) {
         this.#inFlight.delete(hash);
         this.#pending.delete(hash);

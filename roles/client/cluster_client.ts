@@ -10,11 +10,8 @@ import { decodeDbValue, encodeDbKey, encodeDbValue } from "../../core/db_record.
 import { hash64 } from "../../core/hash.ts";
 import { HotKeySampler } from "../../core/hot_key_sampler.ts";
 import { HashSpace } from "../../core/hash_space.ts";
-import { silenceLimitMs } from "../../core/liveness.ts";
 import {
   DeleteFlag,
-  GatewayMethod,
-  ManagerMethod,
   MutateOperation,
   MutateStatus,
   ServerMethod,
@@ -27,9 +24,9 @@ import { RpcErrorCode } from "../../core/rpc_frame.ts";
 import { type Logger, silentLogger } from "../shared/log.ts";
 import { CancellablePauses } from "../shared/pauses.ts";
 import { RpcError, RpcSession } from "../rpc/rpc.ts";
-import { clusterKeyComplainer } from "../rpc/cluster_key.ts";
+import { ManagerRings } from "./manager_rings.ts";
 import { denoRuntime } from "../runtime/deno_runtime.ts";
-import type { Runtime, TimerHandle } from "../runtime/runtime.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 
 export type {
   ArithmeticRequest,
@@ -81,16 +78,13 @@ export class ClusterClient {
     >
   >;
   readonly #clusterKey: Uint8Array | undefined;
-  readonly #complainAboutKey: (peer: NodeAddress, error: unknown) => string | undefined;
-  /** Why the managers gave no rings, when it is the cluster key (answers "no server" with it). */
-  #ringProblem: string | undefined;
   #log: Logger;
   readonly #binaryLog: BinaryLogSink | undefined;
-  #managers: RpcSession[];
+  /** Sessions to the managers, from which the rings come. */
+  readonly #managers: ManagerRings;
   #servers = new Map<string, RpcSession>();
   #errorCount = 0;
   readonly #runtime: Runtime;
-  #renewTimer: TimerHandle;
   #ringWaiters = new Set<() => void>();
   readonly #pauses: CancellablePauses;
   #closed = false;
@@ -108,7 +102,6 @@ export class ClusterClient {
     this.#writeIdPrefix = BigInt(new DataView(random.buffer).getUint32(0)) << 32n;
     this.#log = settings.logger ?? silentLogger();
     this.#clusterKey = settings.clusterKey;
-    this.#complainAboutKey = clusterKeyComplainer(this.#log);
     this.hotKeys = new HotKeySampler(settings.hotKeys);
     this.#binaryLog = settings.binaryLog;
     this.#settings = {
@@ -124,43 +117,28 @@ export class ClusterClient {
       keyPrefix: settings.keyPrefix ?? new Uint8Array(),
       asyncDelete: settings.asyncDelete ?? false,
     };
-    this.#managers = settings.managers.map((address) =>
-      new RpcSession(address, {
-        clusterKey: this.#clusterKey,
-        runtime: this.#runtime,
-        connectTimeoutMs: this.#settings.connectTimeoutMs,
-        connectRetryLimit: this.#settings.connectRetryLimit,
-        retryDelayMs: Math.min(500, this.#settings.keepaliveIntervalMs),
-        onRequest: (method, params) => this.#onManagerRequest(method, params),
-        onConnected: () => this.#log.info(`connect success ${formatAddress(address)} (manager)`),
-      })
-    );
-    this.renewHashSpaces();
-    // Asks every keepalive interval: a restarted manager is picked up, a missed push repaired,
-    // and the answers show which managers are alive.
-    const limitMs = silenceLimitMs(
-      this.#settings.keepaliveIntervalMs,
-      this.#settings.connectRetryLimit,
-    );
-    this.#renewTimer = this.#runtime.setInterval(() => {
-      for (const session of this.#managers) {
-        // A paused or cut-off manager closes nothing: drop the link and connect afresh.
-        const silentMs = session.abandonIfSilent(limitMs);
-        if (silentMs !== undefined) {
-          this.#log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
-        }
-      }
-      this.renewHashSpaces();
-    }, this.#settings.keepaliveIntervalMs);
+    this.#managers = new ManagerRings({
+      managers: settings.managers,
+      clusterKey: this.#clusterKey,
+      runtime: this.#runtime,
+      log: this.#log,
+      connectTimeoutMs: this.#settings.connectTimeoutMs,
+      connectRetryLimit: this.#settings.connectRetryLimit,
+      keepaliveIntervalMs: this.#settings.keepaliveIntervalMs,
+      rpcTimeoutMs: this.#settings.rpcTimeoutMs,
+    }, (writeSeed, readSeed) => this.#adopt(writeSeed, readSeed));
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#runtime.clearInterval(this.#renewTimer);
+    this.#managers.stopRenewing();
     for (const wake of this.#ringWaiters) wake();
     this.#pauses.cancelAll();
-    await Promise.all([...this.#managers, ...this.#servers.values()].map((s) => s.close()));
+    await Promise.all([
+      this.#managers.close(),
+      ...[...this.#servers.values()].map((s) => s.close()),
+    ]);
   }
 
   /** Resolves once both rings have an active node (or the client closes). */
@@ -177,25 +155,9 @@ export class ClusterClient {
 
   // ---- rings -----------------------------------------------------------------------------
 
+  /** Asks the managers for the rings again. */
   renewHashSpaces(): void {
-    for (const session of this.#managers) {
-      session.call(ManagerMethod.HashSpaceRequest, [], this.#settings.rpcTimeoutMs)
-        .then((reply) => {
-          if (Array.isArray(reply)) this.#adopt(reply[0], reply[1]);
-        })
-        .catch((error) => {
-          const problem = this.#complainAboutKey(session.address, error);
-          if (problem !== undefined) this.#ringProblem = problem;
-        });
-    }
-  }
-
-  #onManagerRequest(method: number, params: unknown[]): unknown {
-    if (method !== GatewayMethod.HashSpacePush) {
-      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
-    }
-    this.#adopt(params[0], params[1]);
-    return true;
+    this.#managers.renew();
   }
 
   /** Gateway adoption rule (reference §4.6): own ring empty, or the seed is non-empty and not older. */
@@ -264,8 +226,8 @@ export class ClusterClient {
 
   /** The error when no ring names a server: with the cluster-key problem, if that is why. */
   #noServer(): string {
-    return this.readHashSpace.isEmpty() && this.#ringProblem !== undefined
-      ? `no server (${this.#ringProblem})`
+    return this.readHashSpace.isEmpty() && this.#managers.problem !== undefined
+      ? `no server (${this.#managers.problem})`
       : "no server";
   }
 

@@ -8,7 +8,6 @@
  * ./tombstone_collector.ts, all sharing one ServerNode (./node.ts). The program is ./main.ts.
  */
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
-import type { BinaryLogSink } from "../../core/binary_log_records.ts";
 import { clockTimeCounter, type LamportClock } from "../../core/clock_time.ts";
 import { SERVER_DEFAULTS } from "../../core/defaults.ts";
 import { HashSpace } from "../../core/hash_space.ts";
@@ -17,7 +16,7 @@ import { type AdoptionRule, adoptRings } from "../../core/ring_adoption.ts";
 import { RpcErrorCode } from "../../core/rpc_frame.ts";
 import type { Store } from "../../core/store.ts";
 import { listenError } from "../shared/daemon.ts";
-import { type Logger, silentLogger } from "../shared/log.ts";
+import { silentLogger } from "../shared/log.ts";
 import { type RpcConnection, RpcError, RpcListener } from "../rpc/rpc.ts";
 import { CancellablePauses } from "../shared/pauses.ts";
 import { refusalLogger, warnIfOpen } from "../rpc/cluster_key.ts";
@@ -36,50 +35,11 @@ import { ReplaceWorker } from "./replace.ts";
 import { ReplaceRequests } from "./replace_requests.ts";
 import { ReplicaWrites } from "./replicas.ts";
 import { Replicator } from "./replication.ts";
+import type { ServerSettings } from "./settings.ts";
 import { serverStatus } from "./status.ts";
 import { TombstoneCollector } from "./tombstone_collector.ts";
 
-export interface ServerSettings {
-  /** Identity and cluster port (port 0 = any free port; the bound port becomes the identity). */
-  listen: NodeAddress;
-  /** Replace stream port on the listen host (0 = any free port). */
-  streamPort: number;
-  manager1: NodeAddress;
-  manager2?: NodeAddress;
-  /** SQLite file path; ignored when `store` is given. */
-  storePath?: string;
-  store?: Store;
-  keepaliveIntervalMs?: number;
-  connectTimeoutMs?: number;
-  connectRetryLimit?: number;
-  /** Per-call RPC timeout towards replicas and managers. */
-  rpcTimeoutMs?: number;
-  replicateSetRetry?: number;
-  replicateDeleteRetry?: number;
-  /** Tombstone garbage collection (`-gN`, `-gX`, `-gS` in bytes). */
-  garbageMinTimeSeconds?: number;
-  garbageMaxTimeSeconds?: number;
-  garbageMemoryLimitBytes?: number;
-  logger?: Logger;
-  /** `-g`: replications that finally failed (ers, erd) go here; absent = none. */
-  binaryLog?: BinaryLogSink;
-  /** Injected wall clock (unix seconds) so tests can drive time. */
-  nowSeconds?: () => number;
-  /**
-   * Testing only (`--test-break ack-before-replicate`): answer every write once it is in the
-   * local store, replicating in the background — a deliberate bug for the multi-host checkers.
-   */
-  ackBeforeReplicate?: boolean;
-  /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
-  clusterKey?: Uint8Array;
-  /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
-  metricsListen?: NodeAddress;
-  /**
-   * Clock, timers, randomness, TCP and the store opener (`storePath` → `runtime.openStore`);
-   * default {@link denoRuntime}: the real world.
-   */
-  runtime?: Runtime;
-}
+export type { ServerSettings } from "./settings.ts";
 
 export class Server {
   readonly address: NodeAddress;

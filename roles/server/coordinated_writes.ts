@@ -66,23 +66,29 @@ export class CoordinatedWrites {
     let applied = writeId === undefined
       ? undefined
       : this.node.recentWrites.versionOf(writeId, this.node.runtime.monotonicMs());
+    const appliedHere = applied !== undefined;
     if (applied === undefined && writeId !== undefined && repeat === true) {
       applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
     }
-    const stored = this.node.store.get(dbKey.key, dbKey.hash);
-    if (applied !== undefined) return this.#setAgain(rawKey, stored, applied, targets, writeId!);
+    let stored = this.node.store.get(dbKey.key, dbKey.hash);
+    if (applied !== undefined && !appliedHere) {
+      // Applied by another owner only, and this coordinator holds a newer write: that write may
+      // have been decided (and read) without it, so "it took effect and was overwritten" cannot
+      // be shown. Its outcome stays unknown (found by the simulation, seed 1706).
+      if (stored?.clockTime !== applied) return null;
+      this.node.recentWrites.remember(writeId!, applied, this.node.runtime.monotonicMs());
+    }
+    if (applied !== undefined) {
+      return this.#setAgain(rawKey, dbKey, stored, applied, targets, writeId!);
+    }
     if (operation === SetOperation.Cas) {
-      const answer = !isLive(stored, this.node.now())
-        ? 0
-        : stored!.clockTime !== incoming.clockTime
-        ? false
-        : undefined;
-      if (answer !== undefined) {
-        if (this.node.unreplicated.isUnsettled(dbKey.hash)) {
-          await this.reads.settleUnreplicated(dbKey, rawKey);
-        }
-        return answer;
+      const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
+      if (settle) {
+        await settle;
+        stored = this.node.store.get(dbKey.key, dbKey.hash);
       }
+      if (!isLive(stored, this.node.now())) return 0;
+      if (stored!.clockTime !== incoming.clockTime) return false;
     }
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
@@ -108,13 +114,24 @@ export class CoordinatedWrites {
    */
   async #setAgain(
     rawKey: unknown,
+    dbKey: DbKey,
     stored: StoredRecord | undefined,
     applied: bigint,
     targets: ReplicaTargets,
     writeId: bigint,
   ): Promise<bigint | null> {
     this.node.counters.setsRepeated++;
-    if (stored?.clockTime !== applied) return applied;
+    if (stored?.clockTime !== applied) {
+      // Overwritten — but "it took effect" holds only once what overwrote it is on every
+      // replica: if this server dies first, both are gone (simulation seed 350: two sets
+      // acknowledged so by a coordinator cut from its replicas, lost when it was killed).
+      try {
+        await this.reads.settleBeforeDeciding(rawKey, dbKey);
+      } catch {
+        return null;
+      }
+      return applied;
+    }
     const replication = this.replicator.replicateRecord(rawKey, stored, targets, writeId);
     this.node.unreplicated.track(stored.hash, replication);
     return (await replication) ? applied : null;
@@ -152,7 +169,6 @@ export class CoordinatedWrites {
     const found = answers.find((answer) => answer.version !== undefined);
     if (!found) return undefined;
     await this.reads.pullFrom(found.owner, rawKey, dbKey);
-    this.node.recentWrites.remember(writeId, found.version!, this.node.runtime.monotonicMs());
     return found.version;
   }
 
@@ -163,6 +179,8 @@ export class CoordinatedWrites {
     this.node.counters.cmdDelete++;
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
+    if (settle) await settle;
     const current = this.node.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.node.now())) return false;
     const clockTime = this.#versionAfter(current);
@@ -200,6 +218,8 @@ export class CoordinatedWrites {
     else this.node.counters.cmdSet++;
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
+    const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
+    if (settle) await settle;
     const stored = this.node.store.get(dbKey.key, dbKey.hash);
     let outcome;
     try {
@@ -208,12 +228,7 @@ export class CoordinatedWrites {
     } catch (error) {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, errorText(error));
     }
-    if (outcome.status !== MutateStatus.Ok) {
-      if (this.node.unreplicated.isUnsettled(dbKey.hash)) {
-        await this.reads.settleUnreplicated(dbKey, rawKey);
-      }
-      return [outcome.status, stored?.clockTime ?? 0n, null];
-    }
+    if (outcome.status !== MutateStatus.Ok) return [outcome.status, stored?.clockTime ?? 0n, null];
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = {
       key: copyBytes(dbKey.key),

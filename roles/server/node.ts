@@ -65,6 +65,8 @@ export class ServerNode {
   readHashSpace: HashSpace = EMPTY_HASH_SPACE;
   /** Set once by Server.close: retries and reports stop. */
   closed = false;
+  /** Times this server rejoined after being suspect (its replications from before stop). */
+  rejoins = 0;
 
   constructor(
     readonly address: NodeAddress,

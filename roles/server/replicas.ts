@@ -14,9 +14,13 @@ import { copyBytes, dbKeyOf, tombstone } from "./request_params.ts";
 import type { TombstoneCollector } from "./tombstone_collector.ts";
 
 export class ReplicaWrites {
+  #replicaWritesTaken = 0;
+
   constructor(
     private readonly node: ServerNode,
     private readonly garbage: TombstoneCollector,
+    /** Testing only: acknowledge every tenth replicated set without storing it. */
+    private readonly dropEveryTenthReplicaWrite: boolean,
   ) {}
 
   async replicateSet(params: unknown[], connection: RpcConnection): Promise<boolean> {
@@ -31,6 +35,7 @@ export class ReplicaWrites {
     }
     this.node.updateClock(adjustClock);
     this.node.clock.update(clockTimeCounter(record.clockTime));
+    if (this.dropEveryTenthReplicaWrite && ++this.#replicaWritesTaken % 10 === 0) return true;
     const written = this.node.store.putIfNewer({
       ...record,
       key: copyBytes(record.key),

@@ -100,9 +100,15 @@ export class Replicator {
     finallyFailed?: (target: NodeAddress) => void,
   ): Promise<boolean> {
     const node = this.node;
+    const rejoins = node.rejoins;
     const send = async (target: NodeAddress, flags: number): Promise<boolean> => {
       const session = this.peers.get(target);
       for (let attempt = 0;; attempt++) {
+        if (node.rejoins !== rejoins) {
+          node.log.warn(`replicate to ${formatAddress(target)} abandoned: this server rejoined`);
+          finallyFailed?.(target);
+          return false;
+        }
         try {
           await session.call(method, paramsFor(flags), node.timings.rpcTimeoutMs);
           return true;

@@ -132,7 +132,11 @@ export class Server {
     const replicator = new Replicator(node, this.#peers, this.#pauses);
     this.#reads = new Reads(node, this.#peers, replicator);
     this.#writes = new CoordinatedWrites(node, this.#peers, this.#reads, replicator, this.#garbage);
-    this.#replicas = new ReplicaWrites(node, this.#garbage);
+    this.#replicas = new ReplicaWrites(
+      node,
+      this.#garbage,
+      settings.dropEveryTenthReplicaWrite === true,
+    );
     this.#replace = new ReplaceWorker({
       address: this.address,
       store,
@@ -149,8 +153,11 @@ export class Server {
       },
       peer: (address) => this.#peers.get(address),
       rejoined: () => {
-        // What it applied while away was discarded: so are the ids of those writes.
+        // What it applied while away was discarded: so are the ids of those writes, and so is
+        // the replication still retrying them (applied by the replicas after the discard, they
+        // would leave them holding a write this coordinator no longer has).
         node.recentWrites.clear();
+        node.rejoins++;
         this.#dropClientConnections("attached again");
       },
       learnVersion: (clockTime) => node.clock.update(clockTimeCounter(clockTime)),

@@ -40,6 +40,12 @@ export interface ServerSettings {
    * local store, replicating in the background — a deliberate bug for the multi-host checkers.
    */
   ackBeforeReplicate?: boolean;
+  /**
+   * Testing only (the simulation's `--break drop-every-tenth-replica-write`): as a replica,
+   * acknowledge every tenth replicated set without storing it — a deliberate bug the simulation
+   * must catch. Settable only here, never from the command line.
+   */
+  dropEveryTenthReplicaWrite?: boolean;
   /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
   clusterKey?: Uint8Array;
   /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */

@@ -35,6 +35,14 @@ async function heldBy(connection: RpcConnection, key: string): Promise<Held> {
   if (!(reply instanceof Uint8Array)) return "absent";
   const record = decodeDbValue({ hash, key: keyBytes }, reply);
   if (!record) return "undecodable";
+  return describeHeld(record);
+}
+
+/** How a replica's record is compared and shown (the simulation reads its stores the same way). */
+export function describeHeld(
+  record: { readonly value: Uint8Array | null; readonly clockTime: bigint } | undefined,
+): Held {
+  if (!record) return "absent";
   const value = record.value === null ? "tombstone" : JSON.stringify(latin1.decode(record.value));
   return `${value} @${record.clockTime}`;
 }
@@ -73,7 +81,7 @@ async function snapshot(cluster: Cluster, keys: readonly string[]) {
 }
 
 /** The value the last successful final read returned per key (undefined = a miss). */
-function finalReads(records: readonly OpRecord[], finalClient: number) {
+export function finalReads(records: readonly OpRecord[], finalClient: number) {
   const finals = new Map<string, string | undefined>();
   for (const record of records) {
     if (record.client !== finalClient || record.outcome !== "ok") continue;
@@ -82,7 +90,7 @@ function finalReads(records: readonly OpRecord[], finalClient: number) {
   return finals;
 }
 
-function disagreement(
+export function disagreement(
   key: string,
   held: ReadonlyMap<string, Held>,
   finalValue: string | undefined,

@@ -2,7 +2,12 @@
  * A minimal memcached text-protocol client for the workload: one request at a time, every
  * request bounded by a deadline. On a timeout the connection is closed (a late reply must not
  * be taken for the next request's) and the caller opens a new one.
+ *
+ * Its sockets and timers come from a {@link Runtime} (Deno's by default), so the deterministic
+ * simulation (tools/sim/) runs the same client over its simulated network and clock.
  */
+import { denoRuntime } from "../../roles/runtime/deno_runtime.ts";
+import type { Runtime, RuntimeConn } from "../../roles/runtime/runtime.ts";
 
 /** A reply: its lines, with a VALUE line's data block as the following line. */
 export type ReplyLines = string[];
@@ -17,25 +22,35 @@ const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
 
 export class TextConnection {
-  readonly #connection: Deno.TcpConn;
+  readonly #connection: RuntimeConn;
+  readonly #runtime: Runtime;
   #buffered = new Uint8Array(0);
   #closed = false;
 
-  private constructor(connection: Deno.TcpConn) {
+  private constructor(connection: RuntimeConn, runtime: Runtime) {
     this.#connection = connection;
+    this.#runtime = runtime;
   }
 
-  static async open(hostname: string, port: number, timeoutMs: number): Promise<TextConnection> {
+  static async open(
+    hostname: string,
+    port: number,
+    timeoutMs: number,
+    runtime: Runtime = denoRuntime,
+  ): Promise<TextConnection> {
+    const abort = new AbortController();
+    const timer = runtime.setTimeout(
+      () => abort.abort(new Error(`no connection within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     try {
-      const connection = await Deno.connect({
-        hostname,
-        port,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
+      const connection = await runtime.connect({ hostname, port, signal: abort.signal });
       connection.setNoDelay(true);
-      return new TextConnection(connection);
+      return new TextConnection(connection, runtime);
     } catch (error) {
       throw new NotConnected(error instanceof Error ? error.message : String(error));
+    } finally {
+      runtime.clearTimeout(timer);
     }
   }
 
@@ -47,7 +62,7 @@ export class TextConnection {
   async request(request: string, multiLine: boolean, timeoutMs: number): Promise<ReplyLines> {
     if (this.#closed) throw new ReplyLost("connection closed");
     let timedOut = false;
-    const timer = setTimeout(() => {
+    const timer = this.#runtime.setTimeout(() => {
       timedOut = true;
       this.close();
     }, timeoutMs);
@@ -69,7 +84,7 @@ export class TextConnection {
         timedOut ? `no reply within ${timeoutMs} ms` : `connection lost: ${message}`,
       );
     } finally {
-      clearTimeout(timer);
+      this.#runtime.clearTimeout(timer);
     }
   }
 

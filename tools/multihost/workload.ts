@@ -12,11 +12,15 @@
 import { type OpInput, type OpKind, type OpOutput, type OpRecord } from "./history.ts";
 import { NotConnected, type ReplyLines, ReplyLost, TextConnection } from "./memcached_client.ts";
 import { deriveSeed, Rng } from "./random.ts";
+import { denoRuntime } from "../../roles/runtime/deno_runtime.ts";
+import type { Runtime } from "../../roles/runtime/runtime.ts";
 
 export interface WorkloadOptions {
   readonly hostname: string;
   readonly port: number;
   readonly clients: number;
+  /** The first client's number (default 0): workloads sharing a cluster use disjoint numbers. */
+  readonly firstClient?: number;
   readonly keys: readonly string[];
   readonly seed: number;
   /** A request without a reply for this long is `unknown` (and its connection replaced). */
@@ -25,8 +29,10 @@ export interface WorkloadOptions {
   readonly maxOpsPerClient: number;
   /** Pacing between a client's operations, drawn in [0, thinkMaxMs]. */
   readonly thinkMaxMs: number;
-  /** Times are `performance.now() - originMs`. */
+  /** Times are `runtime.monotonicMs() - originMs` (`performance.now()` under Deno). */
   readonly originMs: number;
+  /** Sockets, timers and clock (Deno's by default; the simulation passes a simulated host). */
+  readonly runtime?: Runtime;
 }
 
 export const VALUE_BASE_STEP = 10_000n;
@@ -70,7 +76,8 @@ export class Workload {
 
   static start(options: WorkloadOptions): Workload {
     const workload = new Workload(options);
-    for (let id = 0; id < options.clients; id++) {
+    const first = options.firstClient ?? 0;
+    for (let id = first; id < first + options.clients; id++) {
       const client: ClientState = {
         id,
         rng: new Rng(deriveSeed(options.seed, id)),
@@ -101,7 +108,7 @@ export class Workload {
    */
   async finalReads(): Promise<void> {
     const reader: ClientState = {
-      id: this.#options.clients,
+      id: (this.#options.firstClient ?? 0) + this.#options.clients,
       rng: new Rng(0),
       writes: 0,
       ops: 0,
@@ -119,7 +126,7 @@ export class Workload {
   }
 
   #now(): number {
-    return performance.now() - this.#options.originMs;
+    return (this.#options.runtime ?? denoRuntime).monotonicMs() - this.#options.originMs;
   }
 
   async #loop(client: ClientState): Promise<void> {
@@ -135,7 +142,8 @@ export class Workload {
       else await this.#delete(client, key);
       // Pacing, so that the clients leave the 2-core machine some room for the cluster.
       const thinkMs = client.rng.int(0, thinkMaxMs);
-      if (thinkMs > 0) await new Promise((resolve) => setTimeout(resolve, thinkMs));
+      const runtime = this.#options.runtime ?? denoRuntime;
+      if (thinkMs > 0) await new Promise<void>((resolve) => runtime.setTimeout(resolve, thinkMs));
     }
     client.connection?.close();
   }
@@ -222,7 +230,12 @@ export class Workload {
     const base = { client: client.id, key, kind, input, invokedMs };
     let record: OpRecord;
     try {
-      client.connection ??= await TextConnection.open(hostname, port, CONNECT_TIMEOUT_MS);
+      client.connection ??= await TextConnection.open(
+        hostname,
+        port,
+        CONNECT_TIMEOUT_MS,
+        this.#options.runtime,
+      );
       const lines = await client.connection.request(request, multiLine, opTimeoutMs);
       const parsed = parse(lines) ?? {
         outcome: "fail",

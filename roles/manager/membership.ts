@@ -10,6 +10,11 @@ import { silenceLimitMs } from "../../core/liveness.ts";
 import { ClusterRole } from "../../core/messages.ts";
 import { hashSpacesDiffer } from "../../core/ring_adoption.ts";
 import { type RequestHandler, type RpcConnection, RpcSession } from "../rpc/rpc.ts";
+import {
+  INITIAL_SILENCE_STATE,
+  judgeSilence,
+  type SilenceState,
+} from "../../core/silence_quorum.ts";
 import type { RingDistribution } from "./distribution.ts";
 import type { ManagerNode } from "./node.ts";
 import type { PartnerLink } from "./partner.ts";
@@ -29,10 +34,8 @@ export interface MembershipHooks {
 export class Membership {
   /** Each registered server's process incarnation (see checkIncarnation). */
   readonly #incarnations = new Map<string, number>();
-  /** Since when this manager has heard a strict majority of the attached servers. */
-  #majoritySinceMs: number | undefined;
-  /** Silent servers this manager has said it will not mark fault (no majority heard). */
-  readonly #quorumWarned = new Set<string>();
+  /** The majority rule's memory (core/silence_quorum.ts). */
+  #silence: SilenceState = INITIAL_SILENCE_STATE;
 
   constructor(
     private readonly node: ManagerNode,
@@ -175,38 +178,33 @@ export class Membership {
       node.timings.keepaliveIntervalMs,
       node.timings.connectRetryLimit,
     );
-    const links = [...node.servers.values()];
-    const silent = links.filter((link) => link.session.silentForMs > limitMs);
-    const attached = links.filter((link) => node.writeHashSpace.isActive(link.address));
-    const heard = attached.filter((link) =>
-      link.session.connected && link.session.silentForMs <= limitMs
+    const ring = node.writeHashSpace;
+    const observations = [...node.servers].map(([name, link]) => ({
+      name,
+      attached: ring.isActive(link.address),
+      connected: link.session.connected,
+      silentForMs: link.session.silentForMs,
+    }));
+    const judged = judgeSilence(
+      this.#silence,
+      observations,
+      ring.nodes.filter((n) => n.active).length,
+      limitMs,
+      node.runtime.monotonicMs(),
     );
-    const majority = heard.length * 2 > node.writeHashSpace.nodes.filter((n) => n.active).length;
-    // Right after this manager hears a majority again (a partition healed), its sessions to the
-    // servers on the other side may still be the connections the partition left silent: judged
-    // by them, it would mark healthy servers fault in rings newer than its partner's, which
-    // would then win. So a majority must have held for a whole silence limit first.
-    const nowMs = node.runtime.monotonicMs();
-    if (!majority) this.#majoritySinceMs = undefined;
-    else this.#majoritySinceMs ??= nowMs;
-    const settledMajority = majority && nowMs - this.#majoritySinceMs! > limitMs;
-    for (const link of silent) {
-      const silentMs = Math.round(link.session.silentForMs);
-      const name = formatAddress(link.address);
-      if (node.writeHashSpace.isActive(link.address) && !settledMajority) {
-        if (!this.#quorumWarned.has(name)) {
-          this.#quorumWarned.add(name);
-          node.log.warn(
-            `server ${name} silent for ${silentMs} ms, but this manager has not heard a ` +
-              `majority of the attached servers for ${limitMs} ms (it hears ${heard.length}): ` +
-              `not marking it fault (cut off here?)`,
-          );
-        }
+    this.#silence = judged.state;
+    for (const verdict of judged.verdicts) {
+      const { name, silentMs } = verdict;
+      if (verdict.kind === "keep") {
+        node.log.warn(
+          `server ${name} silent for ${silentMs} ms, but this manager has not heard a ` +
+            `majority of the attached servers for ${limitMs} ms (it hears ${verdict.heard}): ` +
+            `not marking it fault (cut off here?)`,
+        );
         continue;
       }
-      this.#quorumWarned.delete(name);
       node.log.warn(`server ${name} silent for ${silentMs} ms`);
-      link.session.abandon(`silent for ${silentMs} ms`); // onLost marks it fault
+      node.servers.get(name)?.session.abandon(`silent for ${silentMs} ms`); // onLost: fault
     }
     this.partner.abandonIfSilent(limitMs);
   }

@@ -16,16 +16,16 @@
  *
  * @module
  */
-export { Manager, type ManagerSettings } from "./roles/manager.ts";
-export { Server, type ServerSettings } from "./roles/server.ts";
-export { Gateway, type GatewaySettings } from "./roles/gateway.ts";
+export { Manager, type ManagerSettings } from "./roles/manager/manager.ts";
+export { Server, type ServerSettings } from "./roles/server/server.ts";
+export { Gateway, type GatewaySettings } from "./roles/gateway/gateway.ts";
 export {
   ClusterClient,
   type ClusterClientSettings,
   type DeleteResult,
   type GetResult,
   type StoreResult,
-} from "./roles/cluster_client.ts";
+} from "./roles/client/cluster_client.ts";
 /** The embedded client (no gateway hop) and its types; failures are `ClientError`s. */
 export {
   type CasOutcome,
@@ -36,10 +36,10 @@ export {
   type StoreOptions,
   type StoreOutcome,
   type TouchOutcome,
-} from "./roles/client.ts";
+} from "./roles/client/client.ts";
 export { ClientError, type ClientErrorCode } from "./core/client_error.ts";
-export { SqliteStore } from "./roles/sqlite_store.ts";
-export { connectRpc, RpcError, RpcListener, RpcSession } from "./roles/rpc.ts";
+export { SqliteStore } from "./roles/runtime/sqlite_store.ts";
+export { connectRpc, RpcError, RpcListener, RpcSession } from "./roles/rpc/rpc.ts";
 export { HashSpace } from "./core/hash_space.ts";
 export { hash64 } from "./core/hash.ts";
 export * from "./core/clock_time.ts";

@@ -1,6 +1,6 @@
 /**
  * The records the daemons write to the binary log (reference §12 table), how each is built, and
- * how kumolog shows their fields. The writer (roles/binary_log_file.ts) adds `time` to each.
+ * how kumolog shows their fields. The writer (roles/shared/binary_log_file.ts) adds `time` to each.
  *
  * Addresses are the 6-byte node identity (port, then IPv4 octets; core/address.ts) as kumofs
  * wrote them; a host that is not a dotted quad (an embedded role given a hostname) is written

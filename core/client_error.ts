@@ -1,5 +1,5 @@
 /**
- * The one error type of the embedded client (roles/client.ts): every failure a program must
+ * The one error type of the embedded client (roles/client/client.ts): every failure a program must
  * handle is a `ClientError` with a `code` to branch on, never a silent `undefined`.
  *
  * @module

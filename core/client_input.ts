@@ -1,5 +1,5 @@
 /**
- * Input checks of the embedded client (roles/client.ts): what a memcached text client could send
+ * Input checks of the embedded client (roles/client/client.ts): what a memcached text client could send
  * through the gateway, refused with a clear `ClientError` before anything reaches the cluster.
  * Keys are memcached keys (1-250 bytes, no space or control byte, so every key written here can
  * also be read through the gateway's text port), values are bounded like the gateway's `-I`,
@@ -9,10 +9,11 @@
  * @module
  */
 import { ClientError } from "./client_error.ts";
+import { GATEWAY_DEFAULTS } from "./defaults.ts";
 import { MEMCACHED_MAX_KEY_BYTES } from "./memcached_text.ts";
 
 /** The gateway's default `-I`: the largest value, in bytes. */
-export const DEFAULT_MAX_VALUE_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_VALUE_BYTES = GATEWAY_DEFAULTS.maxItemBytes;
 
 const UINT32_MAX = 0xffff_ffff;
 const INT32_MIN = -0x8000_0000;

@@ -17,7 +17,7 @@
  * `[7 REFUSED, "refused: this cluster requires --cluster-key"]` and closes, so the keyless
  * caller sees one clear error. A wrong proof gets the same kind of refusal (msgid 0).
  *
- * Pure: the HMAC and the random nonces are passed in (roles/cluster_key.ts uses node:crypto).
+ * Pure: the HMAC and the random nonces are passed in (roles/rpc/cluster_key.ts uses node:crypto).
  */
 
 import { type Frame, type FrameError, FrameType, RpcErrorCode } from "./rpc_frame.ts";

@@ -10,6 +10,12 @@
  * - The gateway has `-I`/`--max-item-size`, the value size limit, like memcached's `-I`.
  */
 
+import {
+  CLUSTER_DEFAULTS,
+  GATEWAY_DEFAULTS,
+  MANAGER_DEFAULTS,
+  SERVER_DEFAULTS,
+} from "./defaults.ts";
 import { formatAddress, type NodeAddress } from "./address.ts";
 import {
   type CommandSpec,
@@ -78,9 +84,25 @@ function count(short: string, long: string, fallback: number, min: number, descr
 /** Options every daemon has; the clock interval default differs per role. */
 function commonOptions(clockIntervalSeconds: number) {
   return {
-    keepaliveInterval: seconds("keepalive interval in seconds", 2, "-k", "--keepalive-interval"),
-    connectTimeout: seconds("connect timeout in seconds", 10, "-Ys", "--connect-timeout"),
-    connectRetryLimit: count("-Yn", "--connect-retry-limit", 4, 0, "connect retry limit"),
+    keepaliveInterval: seconds(
+      "keepalive interval in seconds",
+      CLUSTER_DEFAULTS.keepaliveIntervalMs / 1000,
+      "-k",
+      "--keepalive-interval",
+    ),
+    connectTimeout: seconds(
+      "connect timeout in seconds",
+      CLUSTER_DEFAULTS.connectTimeoutMs / 1000,
+      "-Ys",
+      "--connect-timeout",
+    ),
+    connectRetryLimit: count(
+      "-Yn",
+      "--connect-retry-limit",
+      CLUSTER_DEFAULTS.connectRetryLimit,
+      0,
+      "connect retry limit",
+    ),
     clockInterval: seconds(
       "clock interval in seconds (period of the RPC timeout check)",
       clockIntervalSeconds,
@@ -169,8 +191,13 @@ export const MANAGER_COMMAND = {
       long: "--auto-replace",
       description: "enable auto replace",
     },
-    replaceDelay: seconds("delay time of auto replace in seconds", 4, "-Rs", "--replace-delay"),
-    ...commonOptions(2),
+    replaceDelay: seconds(
+      "delay time of auto replace in seconds",
+      MANAGER_DEFAULTS.replaceDelayMs / 1000,
+      "-Rs",
+      "--replace-delay",
+    ),
+    ...commonOptions(MANAGER_DEFAULTS.clockIntervalMs / 1000),
   },
 } as const satisfies CommandSpec<OptionTable>;
 
@@ -213,11 +240,17 @@ export const SERVER_COMMAND = {
     },
     manager1: { ...managerAddress("-m", "--manager1", "address of manager 1"), required: true },
     manager2: managerAddress("-p", "--manager2", "address of manager 2"),
-    replicateSetRetry: count("-S", "--replicate-set-retry", 20, 0, "replicate set retry limit"),
+    replicateSetRetry: count(
+      "-S",
+      "--replicate-set-retry",
+      SERVER_DEFAULTS.replicateSetRetryLimit,
+      0,
+      "replicate set retry limit",
+    ),
     replicateDeleteRetry: count(
       "-D",
       "--replicate-delete-retry",
-      20,
+      SERVER_DEFAULTS.replicateDeleteRetryLimit,
       0,
       "replicate delete retry limit",
     ),
@@ -236,7 +269,7 @@ export const SERVER_COMMAND = {
       short: "-gN",
       long: "--garbage-min-time",
       valueName: "seconds",
-      default: 60,
+      default: SERVER_DEFAULTS.garbageMinTimeSeconds,
       min: 0,
       max: 0x7fff_ffff,
       description: "minimum time to maintenance deleted key",
@@ -246,7 +279,7 @@ export const SERVER_COMMAND = {
       short: "-gX",
       long: "--garbage-max-time",
       valueName: "seconds",
-      default: 3600,
+      default: SERVER_DEFAULTS.garbageMaxTimeSeconds,
       min: 1,
       max: 0x7fff_ffff,
       description: "maximum time to maintenance deleted key",
@@ -256,7 +289,7 @@ export const SERVER_COMMAND = {
       short: "-gS",
       long: "--garbage-mem-limit",
       valueName: "kilobytes",
-      default: 2048,
+      default: SERVER_DEFAULTS.garbageMemoryLimitBytes / 1024,
       min: 1,
       max: 1024 * 1024 * 1024,
       description: "maximum memory usage to memory deleted key",
@@ -274,11 +307,11 @@ export const SERVER_COMMAND = {
       valueName: "name",
       description: `testing only: break kumo on purpose (${TEST_BREAKS.join(", ")})`,
     },
-    ...commonOptions(8),
+    ...commonOptions(SERVER_DEFAULTS.clockIntervalMs / 1000),
   },
 } as const satisfies CommandSpec<OptionTable>;
 
-const gatewayCommon = commonOptions(2);
+const gatewayCommon = commonOptions(GATEWAY_DEFAULTS.clockIntervalMs / 1000);
 
 export const GATEWAY_COMMAND = {
   program: "kumo-gateway",
@@ -317,10 +350,22 @@ export const GATEWAY_COMMAND = {
       long: "--memproto-save-expire",
       description: "save expire time on memcached protocol (accepted; always saved)",
     },
-    getRetry: count("-G", "--get-retry", 5, 1, "get retry limit"),
-    setRetry: count("-S", "--set-retry", 20, 0, "set retry limit"),
-    deleteRetry: count("-D", "--delete-retry", 20, 0, "delete retry limit"),
-    renewThreshold: count("-rn", "--renew-threshold", 4, 0, "hash space renew threshold"),
+    getRetry: count("-G", "--get-retry", GATEWAY_DEFAULTS.getRetryLimit, 1, "get retry limit"),
+    setRetry: count("-S", "--set-retry", GATEWAY_DEFAULTS.setRetryLimit, 0, "set retry limit"),
+    deleteRetry: count(
+      "-D",
+      "--delete-retry",
+      GATEWAY_DEFAULTS.deleteRetryLimit,
+      0,
+      "delete retry limit",
+    ),
+    renewThreshold: count(
+      "-rn",
+      "--renew-threshold",
+      GATEWAY_DEFAULTS.renewThreshold,
+      0,
+      "hash space renew threshold",
+    ),
     asyncReplicateSet: {
       kind: "boolean",
       short: "-As",
@@ -354,7 +399,7 @@ export const GATEWAY_COMMAND = {
       short: "-I",
       long: "--max-item-size",
       valueName: "bytes",
-      default: 1024 * 1024,
+      default: GATEWAY_DEFAULTS.maxItemBytes,
       defaultText: "1m",
       min: 1,
       max: 1024 * 1024 * 1024,

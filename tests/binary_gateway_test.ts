@@ -18,7 +18,7 @@ import {
   uint64Bytes,
 } from "../core/memcached_binary.ts";
 import { KUMO_VERSION } from "../core/messages.ts";
-import type { Gateway } from "../roles/gateway.ts";
+import type { Gateway } from "../roles/gateway/gateway.ts";
 import { TestCluster } from "./helpers/cluster.ts";
 import { closeMemjs } from "./helpers/memjs.ts";
 

@@ -10,9 +10,9 @@ import { hash64 } from "../core/hash.ts";
 import { MemoryStore } from "../core/memory_store.ts";
 import { serverFor } from "../core/replica_targets.ts";
 import type { StoredRecord } from "../core/store.ts";
-import { ClusterClient } from "../roles/cluster_client.ts";
-import { Manager } from "../roles/manager.ts";
-import { Server } from "../roles/server.ts";
+import { ClusterClient } from "../roles/client/cluster_client.ts";
+import { Manager } from "../roles/manager/manager.ts";
+import { Server } from "../roles/server/server.ts";
 import { FAST, waitFor } from "./helpers/cluster.ts";
 
 class Sink implements BinaryLogSink {

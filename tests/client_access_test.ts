@@ -243,7 +243,7 @@ Deno.test("kumo-gateway -v with --auth-file never prints a password", async () =
   const authFile = `${dir}/users`;
   await Deno.writeTextFile(authFile, AUTH_FILE);
   const manager = `${LOCALHOST}:${cluster.managerAddresses[0].port}`;
-  const gateway = RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
+  const gateway = RunningProcess.deno("gateway", "gateway", "roles/gateway/main.ts", [
     ...["-m", manager, "-t", `${LOCALHOST}:${port}`, "-v", "--auth-file", authFile],
   ]);
   try {
@@ -306,7 +306,7 @@ Deno.test("kumo-gateway -v with --auth-file never prints a password", async () =
 
   // A malformed auth file: the error names the line, not its text (which holds a password).
   await Deno.writeTextFile(authFile, `alice:x\nbroken ${PASSWORD}\n`);
-  const bad = RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
+  const bad = RunningProcess.deno("gateway", "gateway", "roles/gateway/main.ts", [
     ...["-m", manager, "-t", `${LOCALHOST}:${port}`, "-v", "--auth-file", authFile],
   ]);
   const status = await bad.status;
@@ -320,12 +320,12 @@ Deno.test("kumo-gateway -v with --auth-file never prints a password", async () =
 });
 
 Deno.test("kumo-gateway: --tls-cert needs --tls-key; a missing file is one line", async () => {
-  const half = RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
+  const half = RunningProcess.deno("gateway", "gateway", "roles/gateway/main.ts", [
     ...["-m", LOCALHOST, "-t", "11211", "--tls-cert", "/nonexistent/cert.pem"],
   ]);
   assert.equal((await half.status).code, 1);
   assert.match(half.stderr, /--tls-cert and --tls-key go together/);
-  const missing = RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
+  const missing = RunningProcess.deno("gateway", "gateway", "roles/gateway/main.ts", [
     ...["-m", LOCALHOST, "-t", "11211", "--auth-file", "/nonexistent/users"],
   ]);
   assert.equal((await missing.status).code, 1);

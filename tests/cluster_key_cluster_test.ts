@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { formatAddress, sameAddress } from "../core/address.ts";
-import { Client } from "../roles/client.ts";
-import { Gateway } from "../roles/gateway.ts";
-import { silentLogger } from "../roles/log.ts";
-import { Manager } from "../roles/manager.ts";
-import { warnIfOpen } from "../roles/cluster_key.ts";
+import { Client } from "../roles/client/client.ts";
+import { Gateway } from "../roles/gateway/gateway.ts";
+import { silentLogger } from "../roles/shared/log.ts";
+import { Manager } from "../roles/manager/manager.ts";
+import { warnIfOpen } from "../roles/rpc/cluster_key.ts";
 import { main as kumoctl } from "../tools/kumoctl.ts";
 import { main as kumostat } from "../tools/kumostat.ts";
 import { main as kumohash } from "../tools/kumohash.ts";

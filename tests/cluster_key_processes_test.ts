@@ -46,7 +46,7 @@ Deno.test("processes: a keyed cluster serves key holders and refuses the rest", 
     stranger = RunningProcess.deno(
       "stranger",
       "server",
-      "roles/server.ts",
+      "roles/server/main.ts",
       serverArgs(cluster.managerPort, port, streamPort, `${dir}/stranger.db`),
     );
     await stranger.waitForLine(/refused: this cluster requires --cluster-key$/);
@@ -82,13 +82,17 @@ Deno.test("processes: a bad key file stops a daemon with one line; an open one i
     await Deno.writeTextFile(short, "tooshort\n", { mode: 0o600 });
     const [port] = freePorts(1);
     const listen = ["-l", `${LOCALHOST}:${port}`];
-    const bad = await runDeno("manager", "roles/manager.ts", [...listen, "--cluster-key", short]);
+    const bad = await runDeno("manager", "roles/manager/main.ts", [
+      ...listen,
+      "--cluster-key",
+      short,
+    ]);
     assert.equal(bad.code, 1);
     assert.deepEqual(productLines(bad.stderr), [
       `kumo-manager: --cluster-key ${short}: the key is 8 bytes; at least 16 are needed` +
       " (e.g. head -c 32 /dev/urandom | base64 > FILE)",
     ]);
-    const missing = await runDeno("manager", "roles/manager.ts", [
+    const missing = await runDeno("manager", "roles/manager/main.ts", [
       ...listen,
       `--cluster-key=${dir}/missing.key`,
     ]);
@@ -101,7 +105,7 @@ Deno.test("processes: a bad key file stops a daemon with one line; an open one i
     const open = `${dir}/open.key`;
     await Deno.writeTextFile(open, KEY_TEXT);
     await Deno.chmod(open, 0o644);
-    const manager = RunningProcess.deno("manager", "manager", "roles/manager.ts", [
+    const manager = RunningProcess.deno("manager", "manager", "roles/manager/main.ts", [
       ...listen,
       "--cluster-key",
       open,

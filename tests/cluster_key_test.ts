@@ -23,8 +23,8 @@ import {
   REFUSED_WRONG_KEY,
 } from "../core/cluster_key.ts";
 import { decodeFrame, type Frame, type FrameError, FrameType } from "../core/rpc_frame.ts";
-import { hmacSha256, readClusterKeyFile, refusalLogger } from "../roles/cluster_key.ts";
-import { silentLogger } from "../roles/log.ts";
+import { hmacSha256, readClusterKeyFile, refusalLogger } from "../roles/rpc/cluster_key.ts";
+import { silentLogger } from "../roles/shared/log.ts";
 import {
   connectRpc,
   type RequestHandler,
@@ -32,7 +32,7 @@ import {
   RpcErrorCode,
   RpcListener,
   RpcSession,
-} from "../roles/rpc.ts";
+} from "../roles/rpc/rpc.ts";
 
 const HOST = "127.0.0.1";
 const KEY = new TextEncoder().encode("0123456789abcdef-the-cluster-key");

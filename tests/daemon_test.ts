@@ -36,7 +36,7 @@ async function kumolog(...args: string[]) {
  * gateway's sets grant the network only, so the operator adds write access to their log files.
  */
 function roleArgs(role: string, extra: string[], args: string[]): string[] {
-  const [run, ...rest] = denoRunArgs(role, `roles/${role}.ts`, args);
+  const [run, ...rest] = denoRunArgs(role, `roles/${role}/main.ts`, args);
   return [run, ...extra, ...rest];
 }
 
@@ -58,7 +58,7 @@ Deno.test("-g: each daemon's binary log holds its records and kumolog prints the
     );
     started.push(manager);
     await manager.waitForLine(/manager started at /);
-    const server = RunningProcess.deno("server", "server", "roles/server.ts", [
+    const server = RunningProcess.deno("server", "server", "roles/server/main.ts", [
       ...["-v", "-m", `${LOCALHOST}:${managerPort}`, "-l", `${LOCALHOST}:${serverPort}`],
       ...["-L", String(streamPort), "-s", `${dir}/server.db`, ...FAST_FLAGS],
       ...["-g", `${dir}/server.mpac`],
@@ -178,7 +178,7 @@ Deno.test("-d: the manager runs in the background, reopens its logs on SIGHUP, s
   const files = { pid: `${dir}/manager.pid`, log: `${dir}/manager.log`, bin: `${dir}/m.mpac` };
   try {
     // As the installed kumo-manager runs: tools/launch.sh detaches it (no `run` in any set).
-    const started = await runDeno("manager", "roles/manager.ts", [
+    const started = await runDeno("manager", "roles/manager/main.ts", [
       ...["-v", "-l", `${LOCALHOST}:${port}`],
       ...["-d", files.pid, "-o", files.log, "-g", files.bin],
     ]);
@@ -219,13 +219,13 @@ Deno.test("-d: a server stopped by SIGTERM leaves its store checkpointed (no WAL
   const dir = await Deno.makeTempDir({ prefix: "kumo-daemon-server-" });
   const [managerPort, serverPort, streamPort] = freePorts(3);
   const pids: number[] = [];
-  const manager = RunningProcess.deno("manager", "manager", "roles/manager.ts", [
+  const manager = RunningProcess.deno("manager", "manager", "roles/manager/main.ts", [
     ...["-v", "-l", `${LOCALHOST}:${managerPort}`],
   ]);
   const store = `${dir}/server.db`;
   try {
     await manager.waitForLine(/manager started at /);
-    const started = await runDeno("server", "roles/server.ts", [
+    const started = await runDeno("server", "roles/server/main.ts", [
       ...["-v", "-m", `${LOCALHOST}:${managerPort}`, "-l", `${LOCALHOST}:${serverPort}`],
       ...["-L", String(streamPort), "-s", store, "-d", `${dir}/server.pid`],
     ]);
@@ -255,7 +255,7 @@ Deno.test("-d: start-up errors reach the command line, which exits 1", async () 
   try {
     const args = ["-l", `${LOCALHOST}:${port}`, "-d", `${dir}/m.pid`];
     // Through the launcher, and by plain `deno run` allowed to start deno again.
-    const viaLauncher = await runDeno("manager", "roles/manager.ts", args);
+    const viaLauncher = await runDeno("manager", "roles/manager/main.ts", args);
     const viaReexec = await runCommand(Deno.execPath(), reexecArgs("manager", dir, args));
     for (const inUse of [viaLauncher, viaReexec]) {
       assert.equal(inUse.code, 1);

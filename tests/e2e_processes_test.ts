@@ -56,7 +56,7 @@ Deno.test("e2e: the HowTo's cluster as real processes survives a SIGKILLed serve
   try {
     // [localhost]$ kumo-manager -v -l localhost
     const managerProcess = start(
-      RunningProcess.deno("manager", "manager", "roles/manager.ts", [
+      RunningProcess.deno("manager", "manager", "roles/manager/main.ts", [
         "-v",
         "-l",
         manager,
@@ -70,7 +70,7 @@ Deno.test("e2e: the HowTo's cluster as real processes survives a SIGKILLed serve
       start(RunningProcess.deno(
         `server${i + 1}`,
         "server",
-        "roles/server.ts",
+        "roles/server/main.ts",
         [
           ...serverArgs(managerPort, port, streamPorts[i], `${dir}/database${i + 1}.tch`),
           ...FAST_FAULTS,
@@ -97,7 +97,7 @@ Deno.test("e2e: the HowTo's cluster as real processes survives a SIGKILLed serve
     // The seed's third line reuses another server's -L: refused, one line, exit code 1.
     const clash = await runDeno(
       "server",
-      "roles/server.ts",
+      "roles/server/main.ts",
       serverArgs(managerPort, spareServerPort, streamPorts[1], `${dir}/database4.tch`),
     );
     assert.equal(clash.code, 1, clash.stderr);
@@ -121,7 +121,7 @@ Deno.test("e2e: the HowTo's cluster as real processes survives a SIGKILLed serve
     });
 
     // [localhost]$ kumo-gateway -v -m localhost -t 11211
-    const gateway = start(RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
+    const gateway = start(RunningProcess.deno("gateway", "gateway", "roles/gateway/main.ts", [
       "-v",
       "-m",
       manager,
@@ -251,49 +251,49 @@ Deno.test("e2e: bad input is one line naming the flag and the value, exit code 1
     const cases: BadInput[] = [
       {
         what: "manager: unparsable address",
-        file: "roles/manager.ts",
+        file: "roles/manager/main.ts",
         permissionSet: "manager",
         args: ["-v", "-l", "1.2.3"],
         line: /^kumo-manager: .*-l \(--listen\) "1\.2\.3"/,
       },
       {
         what: "manager: address without a host",
-        file: "roles/manager.ts",
+        file: "roles/manager/main.ts",
         permissionSet: "manager",
         args: ["-v", "-l", "::"],
         line: /^kumo-manager: .*-l \(--listen\) "::"/,
       },
       {
         what: "manager: port out of range",
-        file: "roles/manager.ts",
+        file: "roles/manager/main.ts",
         permissionSet: "manager",
         args: ["-v", "-l", "127.0.0.1:70000"],
         line: /^kumo-manager: .*-l \(--listen\) "127\.0\.0\.1:70000".*1-65535/,
       },
       {
         what: "server: port out of range",
-        file: "roles/server.ts",
+        file: "roles/server/main.ts",
         permissionSet: "server",
         args: ["-v", "-m", manager, "-l", "127.0.0.1:70000", "-s", `${dir}/db.tch`],
         line: /^kumo-server: .*-l \(--listen\) "127\.0\.0\.1:70000"/,
       },
       {
         what: "gateway: port out of range",
-        file: "roles/gateway.ts",
+        file: "roles/gateway/main.ts",
         permissionSet: "gateway",
         args: ["-v", "-m", manager, "-t", "127.0.0.1:70000"],
         line: /^kumo-gateway: .*-t \(--memproto-text\) "127\.0\.0\.1:70000"/,
       },
       {
         what: "server: missing -s",
-        file: "roles/server.ts",
+        file: "roles/server/main.ts",
         permissionSet: "server",
         args: server([]),
         line: /^kumo-server: -s \(--store\) is required$/,
       },
       {
         what: "server: store path under a regular file",
-        file: "roles/server.ts",
+        file: "roles/server/main.ts",
         permissionSet: "server",
         args: server(["-s", `${regularFile}/database1.tch`]),
         line: new RegExp(
@@ -302,7 +302,7 @@ Deno.test("e2e: bad input is one line naming the flag and the value, exit code 1
       },
       {
         what: "server: store path under /proc (unwritable even for root)",
-        file: "roles/server.ts",
+        file: "roles/server/main.ts",
         permissionSet: "server",
         args: server(["-s", "/proc/kumo/x.db"]),
         line: /^kumo-server: .*-s \(--store\) "\/proc\/kumo\/x\.db"/,
@@ -316,7 +316,7 @@ Deno.test("e2e: bad input is one line naming the flag and the value, exit code 1
       },
       ...(["manager", "server", "gateway"] as const).map((role) => ({
         what: `${role}: unknown flag`,
-        file: `roles/${role}.ts`,
+        file: `roles/${role}/main.ts`,
         permissionSet: role,
         args: ["--no-such-flag", "-v"],
         line: new RegExp(`^kumo-${role}: .*"--no-such-flag"`),
@@ -348,9 +348,9 @@ Deno.test("e2e: bad input is one line naming the flag and the value, exit code 1
 
 Deno.test("e2e: --help prints the usage on stdout and exits 0 for every command", async () => {
   const commands = [
-    { file: "roles/manager.ts", set: "manager", usage: "Usage: kumo-manager " },
-    { file: "roles/server.ts", set: "server", usage: "Usage: kumo-server " },
-    { file: "roles/gateway.ts", set: "gateway", usage: "Usage: kumo-gateway " },
+    { file: "roles/manager/main.ts", set: "manager", usage: "Usage: kumo-manager " },
+    { file: "roles/server/main.ts", set: "server", usage: "Usage: kumo-server " },
+    { file: "roles/gateway/main.ts", set: "gateway", usage: "Usage: kumo-gateway " },
     { file: "tools/kumoctl.ts", set: "tools", usage: "Usage: kumoctl " },
     { file: "tools/kumostat.ts", set: "tools", usage: "Usage: kumostat " },
     { file: "tools/kumohash.ts", set: "tools", usage: "Usage: kumohash " },

@@ -1,5 +1,5 @@
 /**
- * The gateway's retry rule for writes (roles/cluster_client.ts): a plain set is sent again
+ * The gateway's retry rule for writes (roles/client/cluster_client.ts): a plain set is sent again
  * whatever went wrong, but a write that may already have taken effect (a timeout, a failed
  * replication) is never sent twice unless repeating it is harmless — an incr, an append, an
  * add, a cas or a delete is answered with an error instead. A refusal before acting (not the
@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod, MutateStatus, ServerMethod } from "../core/messages.ts";
 import { OBSOLETE } from "../core/replica_targets.ts";
-import { ClusterClient } from "../roles/cluster_client.ts";
-import { RpcError, RpcErrorCode, RpcListener } from "../roles/rpc.ts";
+import { ClusterClient } from "../roles/client/cluster_client.ts";
+import { RpcError, RpcErrorCode, RpcListener } from "../roles/rpc/rpc.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();

@@ -8,8 +8,8 @@ import fc from "fast-check";
 import { HotKeySampler, printableKey } from "../core/hot_key_sampler.ts";
 import { mulberry32 } from "../core/seeded_random.ts";
 import { TopK, type TopKEntry } from "../core/top_k.ts";
-import { GatewayStats } from "../roles/gateway_stats.ts";
-import { answerStats } from "../roles/stats_groups.ts";
+import { GatewayStats } from "../roles/gateway/stats.ts";
+import { answerStats } from "../roles/gateway/stats_groups.ts";
 
 interface TopKTable {
   readonly capacity: number;

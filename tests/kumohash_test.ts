@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { NodeAddress } from "../core/address.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
-import { RpcListener } from "../roles/rpc.ts";
+import { RpcListener } from "../roles/rpc/rpc.ts";
 import { type ConnectRpc, type KumohashIo, main } from "../tools/kumohash.ts";
 
 interface Captured {

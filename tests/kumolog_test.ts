@@ -13,7 +13,7 @@ import {
   serverStartEntry,
 } from "../core/binary_log_records.ts";
 import { makeClockTime } from "../core/clock_time.ts";
-import { BinaryLogFile } from "../roles/binary_log_file.ts";
+import { BinaryLogFile } from "../roles/shared/binary_log_file.ts";
 import { main } from "../tools/kumolog.ts";
 import { waitFor } from "./helpers/cluster.ts";
 

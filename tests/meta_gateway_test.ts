@@ -1,12 +1,12 @@
 /**
  * The meta commands (mg, ms, md, ma, mn, me) on the gateway of an in-process cluster: each place
  * where kumo deliberately answers differently from memcached (documented in
- * roles/meta_protocol.ts), checked with an injected gateway clock. The meta transcripts, which
+ * roles/gateway/meta_protocol.ts), checked with an injected gateway clock. The meta transcripts, which
  * match memcached byte for byte, are replayed against the gateway by transcripts_gateway_test.ts.
  */
 import assert from "node:assert/strict";
 import { TestCluster, TextClient } from "./helpers/cluster.ts";
-import type { Gateway } from "../roles/gateway.ts";
+import type { Gateway } from "../roles/gateway/gateway.ts";
 
 /** One connection; `ask` sends lines plus "mn" and returns everything before the MN. */
 async function metaConnection(gateway: Gateway) {

@@ -13,7 +13,7 @@ import {
 } from "../core/daemon_options.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ringShares } from "../core/ring_balance.ts";
-import { Manager } from "../roles/manager.ts";
+import { Manager } from "../roles/manager/manager.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
 
 const LOCALHOST = "127.0.0.1";

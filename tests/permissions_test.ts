@@ -142,7 +142,7 @@ Deno.test("a denial is one line naming the program, the permission and the path"
     const [port, streamPort] = freePorts(2);
     const result = await runCommand(Deno.execPath(), [
       ...["run", "-q", "--no-prompt", "-P=server", "--config", `${ROOT}deno.json`],
-      `${ROOT}roles/server.ts`,
+      `${ROOT}roles/server/main.ts`,
       ...[
         "-m",
         "127.0.0.1:1",

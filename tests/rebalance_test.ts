@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { formatAddress, sameAddress } from "../core/address.ts";
 import { hash64, hash64OfText } from "../core/hash.ts";
 import type { HashSpace } from "../core/hash_space.ts";
-import type { Server } from "../roles/server.ts";
+import type { Server } from "../roles/server/server.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
 import {
   chooseSeed,

@@ -13,7 +13,7 @@ import {
   RpcErrorCode,
   RpcListener,
   RpcSession,
-} from "../roles/rpc.ts";
+} from "../roles/rpc/rpc.ts";
 
 const HOST = "127.0.0.1";
 

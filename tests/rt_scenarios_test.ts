@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { formatAddress, type NodeAddress } from "../core/address.ts";
-import type { Manager } from "../roles/manager.ts";
-import type { Server } from "../roles/server.ts";
+import type { Manager } from "../roles/manager/manager.ts";
+import type { Server } from "../roles/server/server.ts";
 import { TestCluster } from "./helpers/cluster.ts";
 import {
   CasChecker,

@@ -155,7 +155,10 @@ async function sourceFiles(): Promise<string[]> {
 Deno.test("runtime guard: nothing outside roles/runtime/ touches the world", async () => {
   const root = new URL("../", import.meta.url);
   const files = await sourceFiles();
-  assert.ok(files.includes("roles/rpc.ts") && files.includes("core/codec.ts"), "scanned the tree");
+  assert.ok(
+    files.includes("roles/rpc/connection.ts") && files.includes("core/codec.ts"),
+    "scanned the tree",
+  );
   assert.ok(!files.some((file) => file.startsWith("roles/runtime/")), "the edge is not scanned");
   const findings: Finding[] = [];
   for (const file of files) {

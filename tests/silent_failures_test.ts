@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { decodeDbValue, encodeDbKey } from "../core/db_record.ts";
 import { hash64 } from "../core/hash.ts";
 import { ServerMethod } from "../core/messages.ts";
-import { connectRpc } from "../roles/rpc.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
 import { chooseSeed, describeFailures, RandomLoad } from "./helpers/load.ts";
 import { eventually } from "./helpers/processes.ts";
 import { RealCluster } from "./helpers/real_cluster.ts";

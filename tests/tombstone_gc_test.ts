@@ -10,11 +10,11 @@ import {
   type TombstoneEntry,
   TombstoneQueue,
 } from "../core/tombstone_queue.ts";
-import { SqliteStore } from "../roles/sqlite_store.ts";
+import { SqliteStore } from "../roles/runtime/sqlite_store.ts";
 import {
   TombstoneCollector,
   type TombstoneCollectorOptions,
-} from "../roles/tombstone_collector.ts";
+} from "../roles/server/tombstone_collector.ts";
 
 const T0 = 1_700_000_000;
 const encoder = new TextEncoder();

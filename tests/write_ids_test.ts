@@ -2,7 +2,7 @@
  * A set the gateway sends again after an unknown outcome takes effect once: its write id lets
  * the server that applied it (the coordinator, or a replica that becomes the next coordinator)
  * answer the repeat without applying it again (core/recent_writes.ts); and a coordinator does not
- * show a write before it is on every replica (roles/unreplicated_keys.ts).
+ * show a write before it is on every replica (roles/server/unreplicated_keys.ts).
  */
 import assert from "node:assert/strict";
 import { formatAddress, type NodeAddress } from "../core/address.ts";
@@ -11,8 +11,8 @@ import { hash64 } from "../core/hash.ts";
 import { serverFor } from "../core/replica_targets.ts";
 import { ServerMethod, SetOperation } from "../core/messages.ts";
 import { RECENT_WRITES_MAX, RecentWrites } from "../core/recent_writes.ts";
-import { connectRpc } from "../roles/rpc.ts";
-import { UnreplicatedKeys } from "../roles/unreplicated_keys.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
+import { UnreplicatedKeys } from "../roles/server/unreplicated_keys.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";
 
 const encoder = new TextEncoder();

@@ -15,9 +15,9 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const DEFAULT_DATA_DIR = "/var/lib/kumo";
 
 const TARGETS: [name: string, permissionSet: string, file: string][] = [
-  ["kumo-manager", "manager", "roles/manager.ts"],
-  ["kumo-server", "server", "roles/server.ts"],
-  ["kumo-gateway", "gateway", "roles/gateway.ts"],
+  ["kumo-manager", "manager", "roles/manager/main.ts"],
+  ["kumo-server", "server", "roles/server/main.ts"],
+  ["kumo-gateway", "gateway", "roles/gateway/main.ts"],
   ["kumoctl", "tools", "tools/kumoctl.ts"],
   ["kumostat", "tools", "tools/kumostat.ts"],
   ["kumotop", "tools", "tools/kumotop.ts"],

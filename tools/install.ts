@@ -11,7 +11,7 @@
  * shims run a copy of this Deno binary kept beside them, so they work without npx.
  */
 import { withoutTaskSeparator } from "../core/command_line.ts";
-import { errorText } from "../roles/error_text.ts";
+import { errorText } from "../roles/shared/error_text.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 

@@ -6,7 +6,7 @@ import { deserializeAddress, formatAddress, type NodeAddress } from "../core/add
 import { clockTimeCounter, clockTimeSeconds } from "../core/clock_time.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
-import { connectRpc, type RpcConnection } from "../roles/rpc.ts";
+import { connectRpc, type RpcConnection } from "../roles/rpc/rpc.ts";
 import { ProgressLine } from "./progress_line.ts";
 import { parseReplaceProgress, type ReplaceSnapshot, waitForReplace } from "./replace_wait.ts";
 import {

@@ -16,8 +16,8 @@ import {
 import { hash64OfText, hashToHex } from "../core/hash.ts";
 import { HashSpace } from "../core/hash_space.ts";
 import { ManagerMethod } from "../core/messages.ts";
-import { resolveAddress } from "../roles/resolve.ts";
-import { connectRpc } from "../roles/rpc.ts";
+import { resolveAddress } from "../roles/shared/resolve.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
 import { CLUSTER_KEY_USAGE, messageOf, takeClusterKey } from "./tool_io.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 
@@ -36,11 +36,11 @@ command:
    dump              dump the hash space (every virtual node in ring order)
 ${CLUSTER_KEY_USAGE}`;
 
-/** The part of an RPC connection kumohash uses (roles/rpc.ts provides it). */
+/** The part of an RPC connection kumohash uses (roles/rpc/rpc.ts provides it). */
 export interface RpcCaller {
   call(method: number, params: unknown[], timeoutMs?: number): Promise<unknown>;
   close(): void | Promise<void>;
-  /** Resolves once the socket is released (roles/rpc.ts); awaited so nothing outlives main. */
+  /** Resolves once the socket is released (roles/rpc/rpc.ts); awaited so nothing outlives main. */
   readonly closed?: Promise<void>;
 }
 

@@ -206,7 +206,7 @@ async function sampleServer(
   }
 }
 
-/** Parses `stats hotkeys` STAT lines (roles/stats_groups.ts). */
+/** Parses `stats hotkeys` STAT lines (roles/gateway/stats_groups.ts). */
 export function parseHotKeys(gateway: string, reply: string): HotKeysSample {
   const keys: HotKeyRow[] = [];
   let sampleInterval: number | undefined, samples: number | undefined;

@@ -34,9 +34,9 @@ program=$1
 shift
 
 case $program in
-  kumo-manager) set_name=manager file=roles/manager.ts ;;
-  kumo-server) set_name=server file=roles/server.ts ;;
-  kumo-gateway) set_name=gateway file=roles/gateway.ts ;;
+  kumo-manager) set_name=manager file=roles/manager/main.ts ;;
+  kumo-server) set_name=server file=roles/server/main.ts ;;
+  kumo-gateway) set_name=gateway file=roles/gateway/main.ts ;;
   kumoctl | kumostat | kumohash | kumotop) set_name=tools file=tools/$program.ts ;;
   kumolog) set_name=kumolog file=tools/kumolog.ts ;;
   kumomergedb) set_name=kumomergedb file=tools/kumomergedb.ts ;;

@@ -9,7 +9,7 @@
  *   deno task cluster stop       stop a cluster started from this directory
  */
 import { ManagerMethod } from "../core/messages.ts";
-import { connectRpc } from "../roles/rpc.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
 import { roleCommand } from "./role_process.ts";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 

@@ -3,10 +3,10 @@
  * call with errors turned into one line, and parsing of the target address.
  */
 import { formatAddress, isAddressError, type NodeAddress, parseAddress } from "../core/address.ts";
-import { resolveAddress } from "../roles/resolve.ts";
-import { connectRpc } from "../roles/rpc.ts";
-import { errorText } from "../roles/error_text.ts";
-import { readClusterKeyFile } from "../roles/cluster_key.ts";
+import { resolveAddress } from "../roles/shared/resolve.ts";
+import { connectRpc } from "../roles/rpc/rpc.ts";
+import { errorText } from "../roles/shared/error_text.ts";
+import { readClusterKeyFile } from "../roles/rpc/cluster_key.ts";
 
 export interface ToolIo {
   stdout(text: string): void;

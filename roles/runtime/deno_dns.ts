@@ -1,5 +1,5 @@
 /**
- * Name resolution for addresses given on the command line (roles/resolve.ts), through the
+ * Name resolution for addresses given on the command line (roles/shared/resolve.ts), through the
  * system resolver (/etc/hosts like getaddrinfo). Beside the {@link Runtime}: the simulation
  * names its nodes by IPv4 address, which resolveAddress returns without asking.
  */

@@ -1,5 +1,5 @@
 /**
- * The HTTP listener behind `--metrics` (roles/metrics_endpoint.ts), a Deno-only capability
+ * The HTTP listener behind `--metrics` (roles/shared/metrics_endpoint.ts), a Deno-only capability
  * beside the {@link Runtime}: the simulation does not serve metrics and never calls this.
  */
 import type { NetAddress } from "./runtime.ts";

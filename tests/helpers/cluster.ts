@@ -9,10 +9,10 @@ import { formatAddress, type NodeAddress, sameAddress } from "../../core/address
 import { hash64 } from "../../core/hash.ts";
 import type { HashSpace } from "../../core/hash_space.ts";
 import type { Store } from "../../core/store.ts";
-import { Gateway, type GatewaySettings } from "../../roles/gateway.ts";
-import type { Logger } from "../../roles/log.ts";
-import { Manager, type ManagerSettings, type ReplacePhase } from "../../roles/manager.ts";
-import { Server } from "../../roles/server.ts";
+import { Gateway, type GatewaySettings } from "../../roles/gateway/gateway.ts";
+import type { Logger } from "../../roles/shared/log.ts";
+import { Manager, type ManagerSettings, type ReplacePhase } from "../../roles/manager/manager.ts";
+import { Server } from "../../roles/server/server.ts";
 
 /** Tests import the client from here too. */
 export { TextClient } from "./text_client.ts";

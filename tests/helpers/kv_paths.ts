@@ -7,7 +7,7 @@
  * refusal) → ClientError "invalid_input" or "non_numeric". Equal results on both paths mean the
  * Client has the gateway's semantics.
  */
-import { Client, type ClientOptions } from "../../roles/client.ts";
+import { Client, type ClientOptions } from "../../roles/client/client.ts";
 import { ClientError } from "../../core/client_error.ts";
 import type { TestCluster } from "./cluster.ts";
 import { TextClient } from "./text_client.ts";

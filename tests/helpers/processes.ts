@@ -55,9 +55,9 @@ export function denoRunArgs(permissionSet: string, file: string, args: string[])
 
 /** The programs `deno task install` puts on the PATH: file → name and permission set. */
 const PROGRAMS: Record<string, { name: string; permissionSet: string }> = {
-  "roles/manager.ts": { name: "kumo-manager", permissionSet: "manager" },
-  "roles/server.ts": { name: "kumo-server", permissionSet: "server" },
-  "roles/gateway.ts": { name: "kumo-gateway", permissionSet: "gateway" },
+  "roles/manager/main.ts": { name: "kumo-manager", permissionSet: "manager" },
+  "roles/server/main.ts": { name: "kumo-server", permissionSet: "server" },
+  "roles/gateway/main.ts": { name: "kumo-gateway", permissionSet: "gateway" },
   "tools/kumoctl.ts": { name: "kumoctl", permissionSet: "tools" },
   "tools/kumostat.ts": { name: "kumostat", permissionSet: "tools" },
   "tools/kumohash.ts": { name: "kumohash", permissionSet: "tools" },

@@ -112,14 +112,14 @@ export class RealCluster implements AsyncDisposable {
     const flags = [...options.daemonFlags ?? [], ...keyFlags];
     const started: RunningProcess[] = [];
     try {
-      const manager = RunningProcess.deno("manager", "manager", "roles/manager.ts", [
+      const manager = RunningProcess.deno("manager", "manager", "roles/manager/main.ts", [
         ...["-v", "-l", `${LOCALHOST}:${managerPort}`],
         ...flags,
       ]);
       started.push(manager);
       await manager.waitForLine(/manager started at /);
       const servers = serverPorts.map((port, i) =>
-        RunningProcess.deno(`server${i + 1}`, "server", "roles/server.ts", [
+        RunningProcess.deno(`server${i + 1}`, "server", "roles/server/main.ts", [
           ...serverArgs(managerPort, port, streamPorts[i], `${dir}/server${i + 1}.db`),
           ...flags,
         ])
@@ -132,7 +132,7 @@ export class RealCluster implements AsyncDisposable {
       );
       const attach = await kumoctl(managerPort, "attach", ...keyFlags);
       assert.equal(attach.code, 0, attach.stderr);
-      const gateway = RunningProcess.deno("gateway", "gateway", "roles/gateway.ts", [
+      const gateway = RunningProcess.deno("gateway", "gateway", "roles/gateway/main.ts", [
         ...["-v", "-m", `${LOCALHOST}:${managerPort}`, "-t", `${LOCALHOST}:${gatewayPort}`],
         ...keyFlags,
       ]);

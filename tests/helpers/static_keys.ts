@@ -7,7 +7,7 @@
 import { formatAddress } from "../../core/address.ts";
 import { hash64 } from "../../core/hash.ts";
 import type { HashSpace } from "../../core/hash_space.ts";
-import type { Server } from "../../roles/server.ts";
+import type { Server } from "../../roles/server/server.ts";
 import { TextClient } from "./text_client.ts";
 
 /** Requests per pipelined batch. */

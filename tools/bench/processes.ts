@@ -4,7 +4,7 @@
  * operator starts them, on free ports of 127.0.0.1 with data in a temporary directory.
  */
 import { ManagerMethod } from "../../core/messages.ts";
-import { connectRpc } from "../../roles/rpc.ts";
+import { connectRpc } from "../../roles/rpc/rpc.ts";
 import { type ProgramCommand, roleCommand } from "../role_process.ts";
 
 const HOST = "127.0.0.1";

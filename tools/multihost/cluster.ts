@@ -14,8 +14,8 @@
 import { deserializeAddress, formatAddress } from "../../core/address.ts";
 import { HashSpace } from "../../core/hash_space.ts";
 import { ManagerMethod } from "../../core/messages.ts";
-import { connectRpc } from "../../roles/rpc.ts";
-import { readClusterKeyFile } from "../../roles/cluster_key.ts";
+import { connectRpc } from "../../roles/rpc/rpc.ts";
+import { readClusterKeyFile } from "../../roles/rpc/cluster_key.ts";
 import { run } from "./command.ts";
 import type { Network } from "./netns.ts";
 import { RoleProcess } from "./role_process.ts";

@@ -9,7 +9,7 @@ import { decodeDbValue, encodeDbKey } from "../../core/db_record.ts";
 import { hash64 } from "../../core/hash.ts";
 import { ServerMethod } from "../../core/messages.ts";
 import { formatAddress } from "../../core/address.ts";
-import { connectRpc, type RpcConnection } from "../../roles/rpc.ts";
+import { connectRpc, type RpcConnection } from "../../roles/rpc/rpc.ts";
 import { type Cluster, delay } from "./cluster.ts";
 import type { Anomaly } from "./checks.ts";
 import type { OpRecord } from "./history.ts";

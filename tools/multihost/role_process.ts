@@ -1,6 +1,6 @@
 /**
  * One kumo role as a real process inside a host's network namespace:
- * `ip netns exec <ns> deno run -q -P=<role> --config <root>/deno.json <root>/roles/<role>.ts …`.
+ * `ip netns exec <ns> deno run -q -P=<role> --config <root>/deno.json <root>/roles/<role>/main.ts …`.
  * `ip netns exec` execs in place, so the child's PID is the role's own: signals (kill -9,
  * SIGSTOP, SIGCONT) go straight to it. Output goes to a log file; the last lines are kept for
  * failure messages. The same command line can be started again after a kill (same store).

@@ -9,7 +9,7 @@
 import type { Rng } from "../multihost/random.ts";
 import type { NodeAddress } from "../../core/address.ts";
 import { ServerMethod } from "../../core/messages.ts";
-import { connectRpc, type RpcConnection } from "../../roles/rpc.ts";
+import { connectRpc, type RpcConnection } from "../../roles/rpc/rpc.ts";
 import { type SimCluster, STORE_PATH } from "./sim_cluster.ts";
 
 export type FaultKind =

@@ -6,11 +6,11 @@
  */
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { mulberry32 } from "../../core/seeded_random.ts";
-import { Gateway, type GatewaySettings } from "../../roles/gateway.ts";
-import type { Logger } from "../../roles/log.ts";
-import { Manager, type ManagerSettings } from "../../roles/manager.ts";
+import { Gateway, type GatewaySettings } from "../../roles/gateway/gateway.ts";
+import type { Logger } from "../../roles/shared/log.ts";
+import { Manager, type ManagerSettings } from "../../roles/manager/manager.ts";
 import type { Runtime } from "../../roles/runtime/runtime.ts";
-import { Server, type ServerSettings } from "../../roles/server.ts";
+import { Server, type ServerSettings } from "../../roles/server/server.ts";
 import { SimDisk } from "./crash_store.ts";
 import { SimNetwork } from "./network.ts";
 import { SimScheduler } from "./scheduler.ts";

@@ -1,0 +1,255 @@
+/**
+ * The server's part of a replace (reference §9): the copy phase (discard what cannot be proven
+ * current, adopt the new write ring, ship moved ranges to their new owners over the stream
+ * port) and the delete phase (drop what is no longer owned). Only the ranges that moved are
+ * read, through the store's hash index.
+ */
+import { formatAddress, type NodeAddress } from "../../core/address.ts";
+import { decodeDbKey, decodeDbValue, encodeDbKey, encodeDbValue } from "../../core/db_record.ts";
+import type { HashSpace } from "../../core/hash_space.ts";
+import { ServerMethod, StreamMethod } from "../../core/messages.ts";
+import { ownershipProblem } from "../../core/replica_targets.ts";
+import { type HashRange, planCopy, rangesNotOwned } from "../../core/replace_plan.ts";
+import { RpcErrorCode } from "../../core/rpc_frame.ts";
+import type { Store } from "../../core/store.ts";
+import type { Logger } from "../shared/log.ts";
+import { CancellablePauses } from "../shared/pauses.ts";
+import { connectRpc, RpcError, type RpcSession } from "../rpc/rpc.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+
+/** What the replace worker needs from its server. */
+export interface ReplaceHost {
+  readonly address: NodeAddress;
+  readonly store: Store;
+  readonly log: Logger;
+  readonly rpcTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** The cluster key the stream connection proves (absent: none). */
+  readonly clusterKey?: Uint8Array;
+  /** Timers and TCP of the stream connections (default: Deno's). */
+  readonly runtime?: Runtime;
+  rings(): { readonly write: HashSpace; readonly read: HashSpace };
+  /** Adopts the given rings and tells whoever waits on ring changes. */
+  setRings(rings: { write?: HashSpace; read?: HashSpace }): void;
+  /** The cluster session to another server. */
+  peer(address: NodeAddress): RpcSession;
+  /** Keeps the Lamport clock ahead of a version this server now stores. */
+  learnVersion(clockTime: bigint): void;
+  /** This server, suspect until now (restarted or marked fault), is attached again. */
+  rejoined(): void;
+}
+
+export interface CopyOutcome {
+  readonly ok: boolean;
+  readonly movedRecords: number;
+  /** A newer replace started meanwhile: this one is not reported at all. */
+  readonly superseded: boolean;
+}
+
+const BATCH_RECORDS = 512;
+const BATCH_BYTES = 1024 * 1024;
+const BATCHES_IN_FLIGHT = 4;
+const TRANSFER_ATTEMPTS = 5;
+const TRANSFER_RETRY_PAUSE_MS = 300;
+
+export class ReplaceWorker {
+  copying = false;
+  deleting = false;
+  /** The replace this server is in (its copy start arrived); pushes for others wait. */
+  replaceTime: bigint | undefined;
+  /**
+   * Whether this server's data may be stale: true from process start (it may come back with an
+   * old database) and whenever it sees itself marked fault. The next copy in which it is new
+   * for ranges discards them there once; data written or copied after that is current, so a
+   * restarted replace does not throw it away again.
+   */
+  #suspect = true;
+  readonly #pauses: CancellablePauses;
+  /** Bumped by every start: an older copy stops at its next batch. */
+  #generation = 0;
+
+  constructor(private readonly host: ReplaceHost) {
+    this.#pauses = new CancellablePauses(host.runtime);
+  }
+
+  /**
+   * Copy phase. Runs synchronously up to the ring switch (so no write for the new ring is
+   * accepted before stale data is discarded), then ships in the background.
+   */
+  startCopy(
+    newWrite: HashSpace,
+    oldRead: HashSpace,
+    full: boolean,
+    replaceTime: bigint,
+  ): Promise<CopyOutcome> {
+    const generation = ++this.#generation;
+    this.replaceTime = replaceTime;
+    const { host } = this;
+    const source = oldRead.isEmpty() ? host.rings().read : oldRead;
+    const plan = source.isEmpty() || newWrite.isEmpty()
+      ? { transfers: [], discard: [] }
+      : planCopy(host.address, source, newWrite, full);
+    const discarded = this.#suspect ? this.#removeRanges(plan.discard) : 0;
+    if (this.#suspect && newWrite.isActive(host.address)) {
+      this.#suspect = false;
+      host.rejoined();
+    }
+    if (discarded > 0) {
+      host.log.info(`discarded ${discarded} records held from before this server was away`);
+    }
+    const currentRead = host.rings().read;
+    const adoptRead = currentRead.isEmpty() || currentRead.timestamp < source.timestamp;
+    host.setRings({ write: newWrite, read: adoptRead ? source : undefined });
+    this.copying = true;
+    return (async () => {
+      let moved = 0;
+      let ok = true;
+      try {
+        for (const { target, ranges } of plan.transfers) {
+          const sent = await this.#transferWithRetries(target, ranges, generation, replaceTime);
+          if (sent === undefined) ok = false;
+          else moved += sent;
+        }
+      } finally {
+        if (generation === this.#generation) this.copying = false;
+      }
+      const superseded = generation !== this.#generation;
+      return { ok: ok && !superseded, movedRecords: moved, superseded };
+    })();
+  }
+
+  /** Delete phase: the read ring becomes the write ring; records no longer owned are removed. */
+  startDelete(): Promise<number> {
+    const { host } = this;
+    const { write } = host.rings();
+    host.setRings({ read: write });
+    this.deleting = true;
+    try {
+      return Promise.resolve(this.#removeRanges(rangesNotOwned(host.address, write)));
+    } finally {
+      this.deleting = false;
+    }
+  }
+
+  #removeRanges(ranges: HashRange[]): number {
+    let removed = 0;
+    for (const range of ranges) {
+      const records = [...this.host.store.scanHashRange(range.from, range.to)];
+      for (const { key, hash } of records) if (this.host.store.remove(key, hash)) removed++;
+    }
+    return removed;
+  }
+
+  /** Stops every copy under way (they end at their next batch) and every pending pause. */
+  close(): void {
+    this.#generation++;
+    this.#pauses.cancelAll();
+  }
+
+  /** This server was marked fault: what it holds may miss writes and deletes from now on. */
+  markSuspect(): void {
+    this.#suspect = true;
+  }
+
+  async #transferWithRetries(
+    target: NodeAddress,
+    ranges: HashRange[],
+    generation: number,
+    replaceTime: bigint,
+  ): Promise<number | undefined> {
+    for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS; attempt++) {
+      if (generation !== this.#generation) return undefined;
+      if (attempt > 1) await this.#pauses.pause(TRANSFER_RETRY_PAUSE_MS * attempt);
+      if (generation !== this.#generation) return undefined;
+      try {
+        const sent = await this.#transfer(target, ranges, generation, replaceTime);
+        this.host.log.info(`replace copy to ${formatAddress(target)}: ${sent} records`);
+        return sent;
+      } catch (error) {
+        this.host.log.warn(
+          `replace copy to ${
+            formatAddress(target)
+          } failed (attempt ${attempt}/${TRANSFER_ATTEMPTS}): ${
+            error instanceof Error ? error.message : error
+          }`,
+        );
+      }
+    }
+    return undefined;
+  }
+
+  /** Offers, connects to the target's stream port and pushes the ranges in pipelined batches. */
+  async #transfer(
+    target: NodeAddress,
+    ranges: HashRange[],
+    generation: number,
+    replaceTime: bigint,
+  ): Promise<number> {
+    const { host } = this;
+    const streamPort = await host.peer(target).call(
+      ServerMethod.ReplaceOffer,
+      [replaceTime],
+      host.rpcTimeoutMs,
+    );
+    if (typeof streamPort !== "number") throw new Error("malformed offer reply");
+    const stream = await connectRpc({ host: target.host, port: streamPort }, {
+      connectTimeoutMs: host.connectTimeoutMs,
+      clusterKey: host.clusterKey,
+      runtime: host.runtime,
+    });
+    try {
+      let sent = 0;
+      const inFlight = new Set<Promise<unknown>>();
+      let batch: [Uint8Array, Uint8Array][] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        if (batch.length === 0) return;
+        const call = stream.call(StreamMethod.ReplacePush, [batch], host.rpcTimeoutMs);
+        sent += batch.length;
+        batch = [];
+        batchBytes = 0;
+        inFlight.add(call);
+        call.finally(() => inFlight.delete(call)).catch(() => {});
+        if (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
+      };
+      for (const range of ranges) {
+        for (const record of host.store.scanHashRange(range.from, range.to)) {
+          if (generation !== this.#generation) throw new Error("superseded by a newer replace");
+          const dbKey = encodeDbKey(record.hash, record.key);
+          const dbValue = encodeDbValue(record);
+          batch.push([dbKey, dbValue]);
+          batchBytes += dbKey.length + dbValue.length;
+          if (batch.length >= BATCH_RECORDS || batchBytes >= BATCH_BYTES) await flush();
+        }
+      }
+      await flush();
+      await Promise.all(inFlight);
+      return sent;
+    } finally {
+      stream.close();
+      await stream.closed;
+    }
+  }
+
+  /** Stream port handler: applies pushed records newer-wins; skips keys not owned here. */
+  async receive(params: unknown[]): Promise<number> {
+    const [records] = params;
+    if (!Array.isArray(records)) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed push");
+    const { store, address } = this.host;
+    let written = 0;
+    for (const entry of records) {
+      if (!Array.isArray(entry) || !(entry[0] instanceof Uint8Array)) continue;
+      const dbKey = decodeDbKey(entry[0]);
+      const record = dbKey && entry[1] instanceof Uint8Array
+        ? decodeDbValue(dbKey, entry[1])
+        : undefined;
+      if (!dbKey || !record) continue;
+      if (ownershipProblem(address, this.host.rings().write, dbKey.hash)) continue;
+      const copy = { ...record, key: record.key.slice(), value: record.value?.slice() ?? null };
+      this.host.learnVersion(record.clockTime);
+      if (store.putIfNewer(copy)) written++;
+    }
+    await store.commit();
+    return written;
+  }
+}

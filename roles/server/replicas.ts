@@ -1,0 +1,88 @@
+/**
+ * The replica's side of replication: ReplicateSet and ReplicateDelete from a key's coordinator,
+ * taken only from the coordinator of the replica's own write ring (fencing), newer-wins.
+ */
+import { formatAddress, sameAddress } from "../../core/address.ts";
+import { clockTimeCounter } from "../../core/clock_time.ts";
+import { decodeDbValue } from "../../core/db_record.ts";
+import { ReplicateFlag } from "../../core/messages.ts";
+import { ownershipProblem, serverFor } from "../../core/replica_targets.ts";
+import { RpcError, RpcErrorCode } from "../../core/rpc_frame.ts";
+import type { RpcConnection } from "../rpc/rpc.ts";
+import type { ServerNode } from "./node.ts";
+import { copyBytes, dbKeyOf, tombstone } from "./request_params.ts";
+import type { TombstoneCollector } from "./tombstone_collector.ts";
+
+export class ReplicaWrites {
+  #replicaWritesTaken = 0;
+
+  constructor(
+    private readonly node: ServerNode,
+    private readonly garbage: TombstoneCollector,
+    /** Testing only: acknowledge every tenth replicated set without storing it. */
+    private readonly dropEveryTenthReplicaWrite: boolean,
+  ) {}
+
+  async replicateSet(params: unknown[], connection: RpcConnection): Promise<boolean> {
+    const [adjustClock, flags, rawKey, rawValue, writeId] = params;
+    const dbKey = dbKeyOf(rawKey);
+    const record = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
+    if (!record) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
+    this.#checkReplicaOwnership(dbKey.hash, flags);
+    this.#checkCoordinator(connection, dbKey.hash);
+    if (typeof writeId === "bigint") {
+      this.node.recentWrites.remember(writeId, record.clockTime, this.node.runtime.monotonicMs());
+    }
+    this.node.updateClock(adjustClock);
+    this.node.clock.update(clockTimeCounter(record.clockTime));
+    if (this.dropEveryTenthReplicaWrite && ++this.#replicaWritesTaken % 10 === 0) return true;
+    const written = this.node.store.putIfNewer({
+      ...record,
+      key: copyBytes(record.key),
+      value: record.value && copyBytes(record.value),
+    });
+    await this.node.store.commit();
+    return written;
+  }
+
+  async replicateDelete(params: unknown[], connection: RpcConnection): Promise<boolean> {
+    const [adjustClock, flags, clockTime, rawKey] = params;
+    const dbKey = dbKeyOf(rawKey);
+    if (typeof clockTime !== "bigint") {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed clock time");
+    }
+    this.#checkReplicaOwnership(dbKey.hash, flags);
+    this.#checkCoordinator(connection, dbKey.hash);
+    this.node.updateClock(adjustClock);
+    const written = this.node.store.putIfNewer(
+      tombstone({ ...dbKey, key: copyBytes(dbKey.key) }, clockTime),
+    );
+    if (written) this.garbage.recordDelete(dbKey.key, dbKey.hash, clockTime);
+    await this.node.store.commit();
+    return written;
+  }
+
+  /**
+   * A replica takes a write only from the key's coordinator in its own write ring (fencing). A
+   * coordinator cut off and then marked fault may still have writes in flight — queued in its
+   * socket, retransmitted once the link heals, even after it was killed — stamped with versions
+   * its successor never saw; applied late, they would replace writes acknowledged since.
+   */
+  #checkCoordinator(connection: RpcConnection, hash: bigint): void {
+    const sender = connection.clusterPeer?.address;
+    const coordinator = serverFor(this.node.writeHashSpace, hash, 0);
+    if (!sender || !coordinator || !sameAddress(sender, coordinator)) {
+      throw new RpcError(
+        RpcErrorCode.REFUSED,
+        `${sender ? formatAddress(sender) : "an unnamed peer"} is not the coordinator here`,
+      );
+    }
+  }
+
+  #checkReplicaOwnership(hash: bigint, flags: unknown): void {
+    const byReadRing = typeof flags === "number" && (flags & ReplicateFlag.ByReadHashSpace) !== 0;
+    const ring = byReadRing ? this.node.readHashSpace : this.node.writeHashSpace;
+    const problem = ownershipProblem(this.node.address, ring, hash);
+    if (problem) throw new RpcError(RpcErrorCode.REFUSED, problem);
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * Node addresses: parsing `host[:port]`, formatting `ip:port`, and the 6-byte
  * serialized form kumofs uses as a node's identity in the ring (port big-endian,
- * then the IPv4 address) — reference §4.1.
+ * then the IPv4 address) — docs/kumofs.md §4.1.
  */
 
 /** A node address. `host` is an IPv4 dotted quad once resolved, or a hostname before. */

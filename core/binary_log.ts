@@ -1,5 +1,5 @@
 /**
- * The binary log of `-g` (reference §12): each record is a 4-byte big-endian length N, then N
+ * The binary log of `-g` (docs/kumofs.md §12): each record is a 4-byte big-endian length N, then N
  * bytes of msgpack `[name, version, {key: value…}]`, where the name and every map key are short
  * ASCII tags (at most 4 characters) packed big-endian into an unsigned integer ("SS" = 0x5353,
  * "time" = 0x74696d65). Every record has a `time` entry (unix seconds).

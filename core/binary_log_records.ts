@@ -1,5 +1,5 @@
 /**
- * The records the daemons write to the binary log (reference §12 table), how each is built, and
+ * The records the daemons write to the binary log (docs/kumofs.md §12 table), how each is built, and
  * how kumolog shows their fields. The writer (roles/shared/binary_log_file.ts) adds `time` to each.
  *
  * Addresses are the 6-byte node identity (port, then IPv4 octets; core/address.ts) as kumofs
@@ -33,7 +33,7 @@ export interface RecordLayout {
 const f = (kind: FieldKind, label: string) => ({ kind, label });
 const TIME = { time: f("time", "time") };
 
-/** Keyed by `name.version`, as kumolog looks them up (reference §12). */
+/** Keyed by `name.version`, as kumolog looks them up (docs/kumofs.md §12). */
 export const RECORD_LAYOUTS: Readonly<Record<string, RecordLayout>> = {
   "SM.2": {
     message: "manager start",
@@ -129,7 +129,7 @@ export function serverStartEntry(start: {
       mgr2: start.manager2 && logAddress(start.manager2),
       sadd: logAddress(start.stream),
       tmpd: start.offerTmpDir,
-      // Backups are written to `<store path>-<suffix>` (reference §1.4).
+      // Backups are written to `<store path>-<suffix>` (docs/kumofs.md §1.4).
       bkup: `${start.storePath}-`,
     }),
   };

@@ -1,6 +1,6 @@
 /**
  * ClockTime: the 64-bit version stamp of kumofs, `(unix seconds << 32) | lamport counter`
- * (reference §3). It versions every write and is the memcached CAS unique. Always a
+ * (docs/kumofs.md §3). It versions every write and is the memcached CAS unique. Always a
  * `bigint`, never a `number`.
  */
 

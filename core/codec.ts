@@ -1,11 +1,11 @@
 /**
- * msgpack codec for the RPC links (reference §5.1), wrapping `@msgpack/msgpack`.
+ * msgpack codec for the RPC links (docs/kumofs.md §5.1), wrapping `@msgpack/msgpack`.
  *
  * - `bigint` encodes as int64/uint64 and every int64/uint64 on the wire decodes as `bigint`, so
  *   ClockTime, hashes and CAS never pass through `number`. Small integers stay `number`; a
  *   `number` beyond 32 bits encodes as float64 (so it also decodes back as the same `number`).
  * - Byte strings are `Uint8Array` (msgpack bin); text is `string` (msgpack str). Decoding accepts
- *   both. Byte compatibility with the 2009-era "raw" dialect is not a goal (architecture §4).
+ *   both. Byte compatibility with the 2009-era "raw" dialect is not a goal (docs/architecture.md §4).
  * - Decoded `Uint8Array`s (and ext data) are views into the bytes passed to {@link decodeMessage},
  *   not copies: allocating a small ArrayBuffer costs ~1.3 µs here, more than decoding a frame.
  *   Callers that reuse their input buffer must know whether the object held any; the scanner

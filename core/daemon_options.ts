@@ -1,5 +1,5 @@
 /**
- * The command lines of kumo-manager, kumo-server and kumo-gateway (reference §1.4, the
+ * The command lines of kumo-manager, kumo-server and kumo-gateway (docs/kumofs.md §1.4, the
  * kumo-server manual) and the typed configs they produce. Hostnames are kept as given;
  * the roles resolve them to IPv4 at start-up.
  *

@@ -1,5 +1,5 @@
 /**
- * The byte layouts of keys and values on the wire (reference §2.2), extended for memcached
+ * The byte layouts of keys and values on the wire (docs/kumofs.md §2.2), extended for memcached
  * flags and expiry, which kumofs could only smuggle inside the value (-F/-E).
  *
  * DBKey:   hash64(key) as 8 bytes big-endian, then the key bytes.

@@ -1,5 +1,5 @@
 /**
- * The 64-bit ring hash of kumofs (reference §2.1): the first 8 bytes of the SHA-1 digest read as a
+ * The 64-bit ring hash of kumofs (docs/kumofs.md §2.1): the first 8 bytes of the SHA-1 digest read as a
  * little-endian unsigned integer. Keys and virtual nodes are placed on the ring with it.
  *
  * SHA-1 is computed in JavaScript (core/sha1.ts): it runs on every request, `crypto.subtle`

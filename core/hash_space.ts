@@ -1,5 +1,5 @@
 /**
- * The consistent-hashing ring ("HashSpace", reference §4): real nodes in attachment order, each
+ * The consistent-hashing ring ("HashSpace", docs/kumofs.md §4): real nodes in attachment order, each
  * with an active flag, and 128 virtual nodes per real node sorted by their 64-bit hash.
  *
  * A HashSpace is an immutable value. Mutations (`add`, `fault`, `recover`, `removeFaults`) return

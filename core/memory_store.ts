@@ -1,6 +1,6 @@
 /**
  * An in-memory {@link Store} for tests and simulation, and the write rules every store shares
- * (reference §2.3 `update` and `delIf`). Pure: no timers, no files.
+ * (docs/kumofs.md §2.3 `update` and `delIf`). Pure: no timers, no files.
  */
 
 import { isClockTimeBefore } from "./clock_time.ts";

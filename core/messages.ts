@@ -1,5 +1,5 @@
 /**
- * The RPC message catalogue (reference §6): method ids and parameter shapes, shared by every
+ * The RPC message catalogue (docs/kumofs.md §6): method ids and parameter shapes, shared by every
  * role and tool. Ids are kumofs' own; operations kumofs did not have get new ids.
  *
  * Envelopes are msgpack arrays (core/rpc_frame.ts). `DBKey` and `DBValue` are byte strings with
@@ -167,13 +167,13 @@ export const ReplicateFlag = { ByReadHashSpace: 0x01 } as const;
 /** Role byte of a ClusterInit frame. */
 export const ClusterRole = { Manager: 0, Server: 1 } as const;
 
-/** SetConfig codes (reference §11.2). */
+/** SetConfig codes (docs/kumofs.md §11.2). */
 export const ConfigCode = {
   /** `[0, bool]`: TCP_NODELAY on (true) or off on the server's sockets → sockets changed. */
   NoDelay: 0,
 } as const;
 
-/** GetStatus codes (reference §11.2). */
+/** GetStatus codes (docs/kumofs.md §11.2). */
 export const StatusCode = {
   Pid: 0,
   Uptime: 1,
@@ -189,7 +189,7 @@ export const StatusCode = {
   ReplaceFlags: 11,
 } as const;
 
-/** Replace state flags answered by GetStatus(ReplaceFlags) (reference §9.6). */
+/** Replace state flags answered by GetStatus(ReplaceFlags) (docs/kumofs.md §9.6). */
 export const ReplaceFlag = {
   NotActive: 0x01,
   HashSpacesDiffer: 0x02,

@@ -1,5 +1,5 @@
 /**
- * A small declarative command-line parser in the style of kumofs' "kazuhiki" (reference §1.4):
+ * A small declarative command-line parser in the style of kumofs' "kazuhiki" (docs/kumofs.md §1.4):
  * option names match exactly (so multi-letter short flags such as `-gN`, `-TW`, `-Ci` work),
  * a value is the next argv element (or `--long=value`), boolean flags take no value but accept
  * a following `true/yes/on/false/no/off`, and anything unknown is an error.

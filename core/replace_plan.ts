@@ -1,5 +1,5 @@
 /**
- * Rebalancing ("replace", reference §9) as pure planning: which hash ranges a server must copy
+ * Rebalancing ("replace", docs/kumofs.md §9) as pure planning: which hash ranges a server must copy
  * to which new owners, which of its own records it must discard before it is refilled, and
  * which ranges it no longer owns afterwards. Servers then scan only those ranges through the
  * store's hash index instead of iterating the whole database.

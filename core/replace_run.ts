@@ -1,5 +1,5 @@
 /**
- * A manager's replace run (reference §9) as a pure state machine: events in (a server's copy or
+ * A manager's replace run (docs/kumofs.md §9) as a pure state machine: events in (a server's copy or
  * delete report, a server lost, a clock tick), the next run and the effects out. The manager
  * (roles/manager/replace_driver.ts) carries the effects out: sending ReplaceDeleteStart, restarting,
  * logging, telling its listeners. Servers are named by their `formatAddress` key.

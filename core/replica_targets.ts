@@ -1,5 +1,5 @@
 /**
- * Who does what for a key (reference §4.3, §7.3): the coordinator check, the replicas a write
+ * Who does what for a key (docs/kumofs.md §4.3, §7.3): the coordinator check, the replicas a write
  * goes to, and whether a node may serve a read. Pure functions of the rings.
  */
 import { type NodeAddress, sameAddress } from "./address.ts";
@@ -58,7 +58,7 @@ export function ownershipProblem(
 
 /**
  * The node a gateway asks on attempt `offset`: the first active node of the key's owner list
- * at position >= offset (reference §7.1), or undefined.
+ * at position >= offset (docs/kumofs.md §7.1), or undefined.
  */
 export function serverFor(
   hashSpace: HashSpace,

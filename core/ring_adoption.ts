@@ -1,5 +1,5 @@
 /**
- * When a node replaces its rings with ones it was sent (reference §4.6). A ring with no active
+ * When a node replaces its rings with ones it was sent (docs/kumofs.md §4.6). A ring with no active
  * node is never adopted over one that has them; otherwise the rule decides on the timestamps.
  */
 import type { HashSpace } from "./hash_space.ts";

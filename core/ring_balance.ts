@@ -1,6 +1,6 @@
 /**
  * The ring's balance: which share of the 64-bit hash space each node owns as the first node of
- * a key's replica list (reference §2: a key belongs to the first virtual node clockwise at or
+ * a key's replica list (docs/kumofs.md §2: a key belongs to the first virtual node clockwise at or
  * after its hash). Shown by the manager's status page and metrics; fault nodes keep their place
  * in the ring (their keys are served by the next replicas), so their share is reported too.
  */

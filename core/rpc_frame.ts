@@ -1,5 +1,5 @@
 /**
- * RPC envelopes and their stream decoder (reference §5.1, §5.3).
+ * RPC envelopes and their stream decoder (docs/kumofs.md §5.1, §5.3).
  *
  * The wire is a stream of concatenated msgpack objects with no length prefix:
  * - Request     `[0, msgid: uint32, method: uint32, params: array]`

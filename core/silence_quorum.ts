@@ -1,5 +1,5 @@
 /**
- * Which silent servers a manager may declare lost (reference §8, architecture §13), as a pure
+ * Which silent servers a manager may declare lost (docs/kumofs.md §8, docs/architecture.md §13), as a pure
  * function of what it observes: events in (one keepalive tick's view of every registered
  * server), the next state and the verdicts out. The manager (roles/manager/membership.ts)
  * carries the verdicts out: it abandons the session (which marks the server fault) or logs why

@@ -12,7 +12,7 @@
 /** One key's stored state. A tombstone has `value === null` and remembers the delete's version. */
 export interface StoredRecord {
   readonly key: Uint8Array;
-  /** The key's ring hash (unsigned 64-bit, reference §2.1). */
+  /** The key's ring hash (unsigned 64-bit, docs/kumofs.md §2.1). */
   readonly hash: bigint;
   /** The version (ClockTime) of the write or delete. */
   readonly clockTime: bigint;

@@ -1,5 +1,5 @@
 /**
- * Merging one store into another (kumomergedb, reference §11.6): every record of the source,
+ * Merging one store into another (kumomergedb, docs/kumofs.md §11.6): every record of the source,
  * tombstones included, is written into the destination with the stores' own newer-wins write
  * (`putIfNewer`, kumofs `update`), so the merge decides exactly as replication and the replace
  * stream do: the newer ClockTime wins, a delete newer than a set wins, and at equal versions

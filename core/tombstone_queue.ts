@@ -1,5 +1,5 @@
 /**
- * kumofs' in-memory tombstone ("garbage") queue (reference §2.4): a FIFO of the deletes this
+ * kumofs' in-memory tombstone ("garbage") queue (docs/kumofs.md §2.4): a FIFO of the deletes this
  * server wrote, oldest first, whose byte size is tracked so that a burst of deletes cannot grow
  * it without bound. Pure: time is passed in, and the caller removes the tombstones it is told to
  * (with `Store.removeTombstoneIfNotNewer`, so a key written again since is kept).

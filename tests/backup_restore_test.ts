@@ -1,5 +1,5 @@
 /**
- * Issue 10's "done when" for kumomergedb (reference §9.7): `kumoctl backup` on a live cluster,
+ * Issue 10's "done when" for kumomergedb (docs/kumofs.md §9.7): `kumoctl backup` on a live cluster,
  * `kumomergedb` of the backups, and a fresh server started on the merged file restores every
  * key with its value and flags, while deleted keys stay deleted — also when an older backup
  * (taken before some keys were overwritten or deleted) is merged last.

@@ -1,5 +1,5 @@
 /**
- * The binary log format (reference §12): tags, round trip, chunked decoding, and resync after
+ * The binary log format (docs/kumofs.md §12): tags, round trip, chunked decoding, and resync after
  * garbage and truncated records. Property tests print their seed; replay one with `SEED=<n>`.
  */
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * msgpack codec, object-length scanner and RPC frame decoder (reference §5.1).
+ * msgpack codec, object-length scanner and RPC frame decoder (docs/kumofs.md §5.1).
  * Property tests print their seed; replay one with `SEED=<n>`.
  */
 

@@ -21,7 +21,7 @@ function names(nodes: readonly RingNode[]): string[] {
   return nodes.map((node) => `${formatAddress(node.address)}${node.active ? "" : " (fault)"}`);
 }
 
-// ---- an independent model: vnode chains and a linear scan, written from reference §4.2-4.3 ----
+// ---- an independent model: vnode chains and a linear scan, written from docs/kumofs.md §4.2-4.3 ----
 
 interface ModelVnode {
   hash: bigint;

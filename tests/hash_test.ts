@@ -4,7 +4,7 @@ import { hash64, hash64OfText, hashToHex, uint64LittleEndian } from "../core/has
 
 const SEED = 0x6a5e1;
 
-Deno.test("hash64 matches the reference vectors (reference §2.1)", () => {
+Deno.test("hash64 matches the reference vectors (docs/kumofs.md §2.1)", () => {
   assert.equal(hashToHex(hash64OfText("key1")), "1c994bda6cab7310");
   assert.equal(hashToHex(hash64OfText("the-key")), "bfc35380c472f6f6");
   assert.equal(hashToHex(hash64OfText("")), "0d4b6b5eeea339da");

@@ -1,5 +1,5 @@
 /**
- * kumolog (reference §11.5) in-process: the line layout of every known record, -t/-h/-n,
+ * kumolog (docs/kumofs.md §11.5) in-process: the line layout of every known record, -t/-h/-n,
  * recovery from corrupt bytes, -f on a growing and a rotated file, and usage errors.
  */
 import assert from "node:assert/strict";

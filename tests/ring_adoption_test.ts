@@ -1,4 +1,4 @@
-/** core/ring_adoption.ts: reference §4.6's adoption rules. */
+/** core/ring_adoption.ts: docs/kumofs.md §4.6's adoption rules. */
 import assert from "node:assert/strict";
 import { HashSpace } from "../core/hash_space.ts";
 import { adoptRings } from "../core/ring_adoption.ts";

@@ -1,4 +1,4 @@
-/** The TCP RPC transport over loopback (reference §5): calls, errors, sessions, faults. */
+/** The TCP RPC transport over loopback (docs/kumofs.md §5): calls, errors, sessions, faults. */
 
 import assert from "node:assert/strict";
 import type { NodeAddress } from "../core/address.ts";

@@ -1,5 +1,5 @@
 /**
- * kumofs' rt/ regression suite (reference §13) on the in-process cluster: each scenario kills and
+ * kumofs' rt/ regression suite (docs/kumofs.md §13) on the in-process cluster: each scenario kills and
  * restarts servers and managers while a RandomTester load runs through a gateway, and at the end
  * requires zero failed sets, zero wrong or missing gets and (rt/09) every stale `cas` answered
  * EXISTS. Beyond kumofs, keys written once before the load must survive every churn: read back

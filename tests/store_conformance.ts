@@ -1,5 +1,5 @@
 /**
- * The one behaviour every {@link Store} must have (reference §2.3–2.4), registered as Deno tests
+ * The one behaviour every {@link Store} must have (docs/kumofs.md §2.3–2.4), registered as Deno tests
  * for each implementation: `tests/memory_store_test.ts`, `tests/sqlite_store_test.ts`.
  */
 

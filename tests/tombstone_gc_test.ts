@@ -157,7 +157,7 @@ Deno.test("queue: isOlderThan compares whole seconds, ignoring the Lamport count
   assert.equal(isOlderThan(at(T0 + 5), 0, T0), false, "a future stamp is never old");
 });
 
-/** The rules of reference §2.4 written as plainly as possible, to compare the queue against. */
+/** The rules of docs/kumofs.md §2.4 written as plainly as possible, to compare the queue against. */
 function referenceCollect(
   model: { key: string; seconds: number }[],
   limits: { minAgeSeconds: number; maxAgeSeconds: number; memoryLimitBytes: number },

@@ -1,5 +1,5 @@
 /**
- * kumoctl: drives a manager (reference §11.1). `kumoctl <manager[:19700]> <command>`.
+ * kumoctl: drives a manager (docs/kumofs.md §11.1). `kumoctl <manager[:19700]> <command>`.
  * `status` prints exactly the layout of the HowTo.
  */
 import { deserializeAddress, formatAddress, type NodeAddress } from "../core/address.ts";

@@ -1,5 +1,5 @@
 /**
- * kumohash: the ring simulator (reference §11.4). Prints key hashes, the virtual nodes of a
+ * kumohash: the ring simulator (docs/kumofs.md §11.4). Prints key hashes, the virtual nodes of a
  * ring, or the nodes a key is assigned to — for a ring built offline from listed servers, or for
  * the write ring a manager holds (fault flags included).
  *

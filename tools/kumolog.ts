@@ -1,5 +1,5 @@
 /**
- * kumolog: prints a binary log written with `-g` (reference §11.5, format §12).
+ * kumolog: prints a binary log written with `-g` (docs/kumofs.md §11.5, format §12).
  * `kumolog [-f|--follow] [-t|--tail] [-h|--head] [-n|--lines [-]N] <file.mpac | ->`
  *
  * One line per record: `<name>.<version>  <message padded to 15>  key=[value]  …`, keys sorted,

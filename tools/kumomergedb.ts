@@ -1,5 +1,5 @@
 /**
- * kumomergedb: merges server stores offline (reference §11.6, §9.7).
+ * kumomergedb: merges server stores offline (docs/kumofs.md §11.6, §9.7).
  * `kumomergedb <dst> <src>...` — typically the backups `kumoctl backup` made
  * (`<store>-<suffix>` beside each server's store), merged into one store a server can be
  * started on to restore the cluster's data.

@@ -1,5 +1,5 @@
 /**
- * kumostat: a server's counters and state (reference §11.2).
+ * kumostat: a server's counters and state (docs/kumofs.md §11.2).
  * `kumostat server[:19800] <command>` or `kumostat -m manager[:19700] <command>` (every active
  * attached server, each line prefixed with its address).
  */

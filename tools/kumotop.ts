@@ -1,5 +1,5 @@
 /**
- * kumotop: a live, top-like view of the servers' counters (reference §11.3).
+ * kumotop: a live, top-like view of the servers' counters (docs/kumofs.md §11.3).
  * `kumotop server[:19800]…` or `kumotop -m manager[:19700]` (every server of the manager's write
  * ring, re-read at each refresh, so attached and faulted servers appear as they change), plus
  * optionally a gateway's hottest keys (`-g gateway[:11211]`, the gateway's `stats hotkeys`).

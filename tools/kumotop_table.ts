@@ -1,5 +1,5 @@
 /**
- * kumotop's screen as text (reference §11.3): one row per server with its counters, rates,
+ * kumotop's screen as text (docs/kumofs.md §11.3): one row per server with its counters, rates,
  * items, clock and replace state, a total row, and optionally a gateway's hottest keys. Pure:
  * samples in, lines out, so the layout is tested without a terminal.
  *

@@ -1,5 +1,5 @@
 /**
- * How the operator tools ask about servers (reference §11.2–11.3): GetStatus calls, the
+ * How the operator tools ask about servers (docs/kumofs.md §11.2–11.3): GetStatus calls, the
  * replace-state word, and the servers of a manager's ring. Shared by kumostat and kumotop.
  */
 import type { NodeAddress } from "../core/address.ts";

@@ -1,6 +1,6 @@
 /**
  * The gateway's view of the cluster: rings from the managers, one session per server, and the
- * routing and retry policy of reference §7.5–7.6. Every memcached front end (text, binary,
+ * routing and retry policy of docs/kumofs.md §7.5–7.6. Every memcached front end (text, binary,
  * meta, cloudy) turns its requests into these calls.
  */
 import { GATEWAY_DEFAULTS } from "../../core/defaults.ts";
@@ -160,7 +160,7 @@ export class ClusterClient {
     this.#managers.renew();
   }
 
-  /** Gateway adoption rule (reference §4.6): own ring empty, or the seed is non-empty and not older. */
+  /** Gateway adoption rule (docs/kumofs.md §4.6): own ring empty, or the seed is non-empty and not older. */
   #adopt(writeSeed: unknown, readSeed: unknown): void {
     const rings = adoptRings(
       { write: this.writeHashSpace, read: this.readHashSpace },

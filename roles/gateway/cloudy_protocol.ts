@@ -1,5 +1,5 @@
 /**
- * kumofs' "cloudy" port (`-c`, reference §10.3): the memcached binary protocol, answered in
+ * kumofs' "cloudy" port (`-c`, docs/kumofs.md §10.3): the memcached binary protocol, answered in
  * completion order — each response leaves as soon as it is ready and clients match responses to
  * requests by opaque. Every binary opcode is served (kumofs had only get, set and delete).
  *

@@ -1,7 +1,7 @@
 /**
  * The read/parse/reply loop of a memcached front-end connection, independent of the protocol.
  *
- * Performance habits (architecture §6): one reusable read buffer per connection; every complete
+ * Performance habits (docs/architecture.md §6): one reusable read buffer per connection; every complete
  * request in a read chunk is parsed and started at once (pipelining); replies are written in
  * request order, and all replies that are ready are coalesced into ONE write.
  *

@@ -1,5 +1,5 @@
 /**
- * kumo-gateway: the memcached front end (reference §10). Clients speak the memcached text
+ * kumo-gateway: the memcached front end (docs/kumofs.md §10). Clients speak the memcached text
  * protocol on `-t`, the binary protocol on `-b` and kumofs' "cloudy" binary protocol (replies in
  * completion order) on `-c`; each request is routed by the rings to the key's servers
  * (roles/client/cluster_client.ts).

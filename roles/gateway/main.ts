@@ -44,7 +44,7 @@ async function readSecurityFiles(
   return { credentials, tls };
 }
 
-/** `kumo-gateway` command line (reference §1.4); resolves to the exit code. */
+/** `kumo-gateway` command line (docs/kumofs.md §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
   return runDaemon("kumo-gateway", argv, parseGatewayOptions, async (config, logger, binaryLog) => {
     const managers = await Promise.all(

@@ -11,7 +11,7 @@ import { loadClusterKey } from "../rpc/cluster_key.ts";
 import { exitWith } from "../runtime/process.ts";
 import { Manager } from "./manager.ts";
 
-/** `kumo-manager` command line (reference §1.4); resolves to the exit code. */
+/** `kumo-manager` command line (docs/kumofs.md §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
   return runDaemon("kumo-manager", argv, parseManagerOptions, async (config, logger, binaryLog) => {
     const listen = await resolveAddress(config.listen);

@@ -1,5 +1,5 @@
 /**
- * kumo-manager: membership, fault detection, the rings and rebalancing (reference §8–9).
+ * kumo-manager: membership, fault detection, the rings and rebalancing (docs/kumofs.md §8–9).
  * Servers register by connecting; `attach` puts the registered ("not attached") servers into the
  * write ring and starts a replace; a server whose connection is lost and cannot be
  * re-established is marked fault in both rings. Every ring change is pushed to servers

@@ -1,5 +1,5 @@
 /**
- * Membership (reference §8): servers register by connecting (newcomers until attached), report
+ * Membership (docs/kumofs.md §8): servers register by connecting (newcomers until attached), report
  * their process incarnation (a restart marks them fault), and are lost when their session gives
  * up or stays silent — a silent attached server only while this manager hears a settled
  * majority of the attached servers. Losing one marks it fault in both rings and tells everyone.

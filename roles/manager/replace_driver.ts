@@ -1,5 +1,5 @@
 /**
- * Driving a replace (reference §9): the copy requests, the reports, the delete phase, restarts.
+ * Driving a replace (docs/kumofs.md §9): the copy requests, the reports, the delete phase, restarts.
  * The run itself is the pure state machine of core/replace_run.ts; this file carries out its
  * effects (requests to servers, ring pushes, log lines) and forwards a replace to the partner
  * when the partner is the one that drives them.

@@ -1,5 +1,5 @@
 /**
- * One RPC connection over TCP (reference §5): the read loop (frames decoded in place from a
+ * One RPC connection over TCP (docs/kumofs.md §5): the read loop (frames decoded in place from a
  * 64 KiB buffer), the write path (one buffer flushed by a single `write` per event-loop turn)
  * and the calls in flight, matched by msgid, their timeouts swept by one timer. The interfaces
  * every connection offers (RpcConnection, ConnectionOptions, RequestHandler) are defined here.
@@ -54,7 +54,7 @@ export interface RpcConnection {
   /** The TCP peer address. */
   readonly remoteAddress: NodeAddress;
   readonly localAddress: NodeAddress;
-  /** Set by the peer's first ClusterInit (later ones are ignored: reference §5.2). */
+  /** Set by the peer's first ClusterInit (later ones are ignored: docs/kumofs.md §5.2). */
   clusterPeer?: { address: NodeAddress; role: ClusterRole };
   /** Rejects with {@link RpcError}: the peer's error, TIMEOUT, or TRANSPORT_LOST. */
   call(method: number, params: unknown[], timeoutMs?: number): Promise<unknown>;

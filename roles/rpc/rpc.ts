@@ -1,7 +1,7 @@
 /**
- * The TCP transport of the msgpack RPC (reference §5) used by manager, server, gateway and tools.
+ * The TCP transport of the msgpack RPC (docs/kumofs.md §5) used by manager, server, gateway and tools.
  *
- * Performance habits (architecture §6): a 64 KiB read buffer per connection, read with plain
+ * Performance habits (docs/architecture.md §6): a 64 KiB read buffer per connection, read with plain
  * `conn.read`, frames decoded in place (no per-frame copy: see the read loop); outgoing frames
  * are appended to one buffer and written with a single `write` per event-loop turn (while a
  * write is in flight, frames accumulate for the next one); many calls in flight per connection,

@@ -1,5 +1,5 @@
 /**
- * RpcSession: one reconnecting outgoing session to a fixed address (reference §5.4), with calls
+ * RpcSession: one reconnecting outgoing session to a fixed address (docs/kumofs.md §5.4), with calls
  * queued while not connected and the peer declared lost after too many failed connects.
  */
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
@@ -53,7 +53,7 @@ interface QueuedCall extends PendingCall {
 }
 
 /**
- * One reconnecting outgoing session to a fixed address (reference §5.4).
+ * One reconnecting outgoing session to a fixed address (docs/kumofs.md §5.4).
  *
  * Calls made while not connected are queued (still bounded by their timeout) and sent on
  * connect. A lost connection rejects its in-flight calls with TRANSPORT_LOST and, unless

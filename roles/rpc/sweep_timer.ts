@@ -1,5 +1,5 @@
 /**
- * One timer for the deadlines of many calls (architecture §6: not one `setTimeout` per call).
+ * One timer for the deadlines of many calls (docs/architecture.md §6: not one `setTimeout` per call).
  */
 import type { Runtime, TimerHandle } from "../runtime/runtime.ts";
 

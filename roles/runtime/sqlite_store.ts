@@ -1,5 +1,5 @@
 /**
- * The server's {@link Store} on SQLite (`node:sqlite`, built into Deno; architecture §5).
+ * The server's {@link Store} on SQLite (`node:sqlite`, built into Deno; docs/architecture.md §5).
  *
  * One table keyed by the key bytes, with the ring hash stored sign-flipped so that SQLite's signed
  * INTEGER order is the unsigned ring order, and an index on it so that a replace reads only the

@@ -1,5 +1,5 @@
 /**
- * The coordinator's writes (reference §7): Set (with cas and write ids sent again), Delete,
+ * The coordinator's writes (docs/kumofs.md §7): Set (with cas and write ids sent again), Delete,
  * Mutate (read-modify-write decided here with nothing in between) and Flush. Each is versioned
  * with the Lamport clock, stored, then replicated synchronously (./replication.ts) before it is
  * answered, unless the client asked for an asynchronous write.

@@ -22,7 +22,7 @@ function testSwitches(skewSeconds: number | undefined, testBreak: string | undef
   };
 }
 
-/** `kumo-server` command line (reference §1.4); resolves to the exit code. */
+/** `kumo-server` command line (docs/kumofs.md §1.4); resolves to the exit code. */
 export function main(argv: string[]): Promise<number> {
   return runDaemon("kumo-server", argv, parseServerOptions, async (config, logger, binaryLog) => {
     const [listen, manager1, manager2] = await Promise.all([

@@ -1,5 +1,5 @@
 /**
- * A server's links to its managers (reference §7.1): a session to each, kept alive with
+ * A server's links to its managers (docs/kumofs.md §7.1): a session to each, kept alive with
  * KeepAlive (which carries the Lamport clock and the incarnation), rings requested on every
  * connect, and HashSpaceSync taken only from a manager.
  */

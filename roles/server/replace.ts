@@ -1,5 +1,5 @@
 /**
- * The server's part of a replace (reference §9): the copy phase (discard what cannot be proven
+ * The server's part of a replace (docs/kumofs.md §9): the copy phase (discard what cannot be proven
  * current, adopt the new write ring, ship moved ranges to their new owners over the stream
  * port) and the delete phase (drop what is no longer owned). Only the ranges that moved are
  * read, through the store's hash index.

@@ -1,5 +1,5 @@
 /**
- * The server's part in a replace (reference §9), as requests: the manager's ReplaceCopyStart
+ * The server's part in a replace (docs/kumofs.md §9), as requests: the manager's ReplaceCopyStart
  * and ReplaceDeleteStart (run by the ReplaceWorker of ./replace.ts, reported back with
  * ReplaceCopyEnd / ReplaceDeleteEnd), a sender's ReplaceOffer, and ReplacePush on the stream
  * port.

@@ -1,6 +1,6 @@
 /**
  * The coordinator's side of replication: which servers a key's write must reach, and sending
- * it to all of them in parallel, with retries, before the write is answered (reference §7).
+ * it to all of them in parallel, with retries, before the write is answered (docs/kumofs.md §7).
  */
 import { formatAddress, type NodeAddress, sameAddress } from "../../core/address.ts";
 import { replicationFailedEntry } from "../../core/binary_log_records.ts";

@@ -1,6 +1,6 @@
 /**
  * kumo-server: stores data in SQLite, coordinates the writes of the keys it is the first active
- * owner of, replicates them synchronously to the other owners, and serves reads (reference §7).
+ * owner of, replicates them synchronously to the other owners, and serves reads (docs/kumofs.md §7).
  *
  * This file holds the Server's lifecycle (start, close), its rings and the dispatch of requests
  * to its parts: ./reads.ts, ./coordinated_writes.ts, ./replication.ts, ./replicas.ts,
@@ -291,7 +291,7 @@ export class Server {
   // ---- rings ----------------------------------------------------------------------------
 
   /**
-   * Adopts rings that are at least as new as ours (reference §4.6): from a manager's sync
+   * Adopts rings that are at least as new as ours (docs/kumofs.md §4.6): from a manager's sync
    * `>=`, from the reply to our own request `>` (or when ours is empty).
    */
   #adopt(write: HashSpace, read: HashSpace, rule: AdoptionRule): boolean {

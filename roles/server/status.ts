@@ -1,5 +1,5 @@
 /**
- * GetStatus on a server (kumostat, kumoctl, reference §1.6): one value per status code.
+ * GetStatus on a server (kumostat, kumoctl, docs/kumofs.md §1.6): one value per status code.
  */
 import { KUMO_VERSION, ReplaceFlag, StatusCode } from "../../core/messages.ts";
 import { hashSpacesDiffer } from "../../core/ring_adoption.ts";

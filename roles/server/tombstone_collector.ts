@@ -1,5 +1,5 @@
 /**
- * Tombstone garbage collection for a server's {@link Store} (reference §2.4, `-gN`/`-gX`/`-gS`).
+ * Tombstone garbage collection for a server's {@link Store} (docs/kumofs.md §2.4, `-gN`/`-gX`/`-gS`).
  *
  * Two mechanisms, as kumofs:
  * 1. The delete path calls {@link TombstoneCollector.recordDelete} after each tombstone write;

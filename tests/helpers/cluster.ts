@@ -2,7 +2,7 @@
  * An in-process kumo cluster for tests: one or two managers, servers and gateways as objects in
  * this process, on 127.0.0.1 with ports 0, short intervals, and SQLite stores in a temp dir.
  * Roles can be killed (`close()`: their sockets just vanish) and restarted on the same port, as
- * kumofs' rt/ scripts do with real processes (reference §13). No sleeps: helpers wait on
+ * kumofs' rt/ scripts do with real processes (docs/kumofs.md §13). No sleeps: helpers wait on
  * conditions with a deadline and say what they waited for, with the cluster's state.
  */
 import { formatAddress, type NodeAddress, sameAddress } from "../../core/address.ts";

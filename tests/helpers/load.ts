@@ -1,5 +1,5 @@
 /**
- * Client load for the fault scenarios, after kumofs' rt/ `RandomTester` (reference §13): workers
+ * Client load for the fault scenarios, after kumofs' rt/ `RandomTester` (docs/kumofs.md §13): workers
  * that set 100 keys in random order through a gateway — every set must answer STORED — and then
  * get them in another random order — every get must return exactly the value just set. A CAS
  * checker (rt/09) proves a stale `cas` unique never wins. Nothing is thrown on a bad reply: each

@@ -28,18 +28,7 @@ import { ManagerRings } from "./manager_rings.ts";
 import { denoRuntime } from "../runtime/deno_runtime.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 
-export type {
-  ArithmeticRequest,
-  ArithmeticResult,
-  ClusterClientSettings,
-  DeleteResult,
-  FlushResult,
-  GetResult,
-  StoreMode,
-  StoreRequest,
-  StoreResult,
-  TouchResult,
-} from "./cluster_types.ts";
+export type * from "./cluster_types.ts";
 import type {
   ArithmeticRequest,
   ArithmeticResult,

@@ -5,6 +5,7 @@
  * kumofs' rt/ scripts do with real processes (docs/kumofs.md §13). No sleeps: helpers wait on
  * conditions with a deadline and say what they waited for, with the cluster's state.
  */
+import { replaceFinished } from "../../core/replace_finished.ts";
 import { formatAddress, type NodeAddress, sameAddress } from "../../core/address.ts";
 import { hash64 } from "../../core/hash.ts";
 import type { HashSpace } from "../../core/hash_space.ts";
@@ -387,19 +388,7 @@ export class TestCluster {
    * managers agree on the rings, and every live server holds both.
    */
   replaceFinished(): boolean {
-    const managers = this.managers;
-    if (managers.length === 0) return false;
-    const timestamp = managers[0].writeHashSpace.timestamp;
-    const managersDone = managers.every((manager) =>
-      manager.replaceStatus.phase === "idle" &&
-      manager.writeHashSpace.timestamp === timestamp &&
-      manager.readHashSpace.timestamp === timestamp
-    );
-    return managersDone &&
-      this.servers.every((server) =>
-        server.writeHashSpace.timestamp === timestamp &&
-        server.readHashSpace.timestamp === timestamp
-      );
+    return replaceFinished(this.managers, this.servers);
   }
 
   async waitForReplaceFinished(timeoutMs = MEMBERSHIP_TIMEOUT_MS): Promise<void> {

@@ -4,6 +4,7 @@
  * client host for the workload. Hosts can be killed and restarted on the same address; a server
  * restarts on its old store file (what it had committed before it died).
  */
+import { replaceFinished } from "../../core/replace_finished.ts";
 import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { mulberry32 } from "../../core/seeded_random.ts";
 import { Gateway, type GatewaySettings } from "../../roles/gateway/gateway.ts";
@@ -200,19 +201,7 @@ export class SimCluster {
 
   /** kumofs "replace finished" (as tests/helpers/cluster.ts defines it). */
   replaceFinished(): boolean {
-    const managers = this.liveManagers;
-    if (managers.length === 0) return false;
-    const timestamp = managers[0].writeHashSpace.timestamp;
-    const managersDone = managers.every((manager) =>
-      manager.replaceStatus.phase === "idle" &&
-      manager.writeHashSpace.timestamp === timestamp &&
-      manager.readHashSpace.timestamp === timestamp
-    );
-    return managersDone &&
-      this.liveServers.every((server) =>
-        server.writeHashSpace.timestamp === timestamp &&
-        server.readHashSpace.timestamp === timestamp
-      );
+    return replaceFinished(this.liveManagers, this.liveServers);
   }
 
   describe(): string {

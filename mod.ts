@@ -38,7 +38,7 @@ export {
   type TouchOutcome,
 } from "./roles/client/client.ts";
 export { ClientError, type ClientErrorCode } from "./core/client_error.ts";
-export { SqliteStore } from "./roles/runtime/sqlite_store.ts";
+export { SqliteStore } from "./roles/runtime/sqlite/store.ts";
 export { connectRpc, RpcError, RpcListener, RpcSession } from "./roles/rpc/rpc.ts";
 export { HashSpace } from "./core/hash_space.ts";
 export { hash64 } from "./core/hash.ts";

@@ -1,5 +1,5 @@
 /**
- * The storage interface every server store implements (SQLite in `roles/runtime/sqlite_store.ts`,
+ * The storage interface every server store implements (SQLite in `roles/runtime/sqlite/store.ts`,
  * an in-memory map in `core/memory_store.ts` for tests). One shared conformance suite
  * (`tests/store_conformance.ts`) runs against both.
  *

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { formatAddress } from "../core/address.ts";
 import { hash64 } from "../core/hash.ts";
-import { SqliteStore } from "../roles/runtime/sqlite_store.ts";
+import { SqliteStore } from "../roles/runtime/sqlite/store.ts";
 import { main as kumoctl } from "../tools/kumoctl.ts";
 import { main as kumomergedb } from "../tools/kumomergedb.ts";
 import { TestCluster, TextClient, waitFor } from "./helpers/cluster.ts";

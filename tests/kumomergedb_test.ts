@@ -9,7 +9,7 @@ import { hash64 } from "../core/hash.ts";
 import { MemoryStore } from "../core/memory_store.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
 import { mergeStore } from "../core/store_merge.ts";
-import { SqliteStore } from "../roles/runtime/sqlite_store.ts";
+import { SqliteStore } from "../roles/runtime/sqlite/store.ts";
 import { main as kumomergedb } from "../tools/kumomergedb.ts";
 import type { ToolIo } from "../tools/tool_io.ts";
 import { CONFIG, productLines, runCommand, runDeno } from "./helpers/processes.ts";

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { makeClockTime } from "../core/clock_time.ts";
 import { MemoryStore } from "../core/memory_store.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
-import { SqliteStore, type SqliteStoreOptions } from "../roles/runtime/sqlite_store.ts";
+import { SqliteStore, type SqliteStoreOptions } from "../roles/runtime/sqlite/store.ts";
 import { bytes, plain, record, storeConformance } from "./store_conformance.ts";
 
 const MAX_HASH = (1n << 64n) - 1n;

@@ -5,7 +5,7 @@
  */
 
 import type { StoredRecord } from "../core/store.ts";
-import { SqliteStore, type SqliteStoreOptions } from "../roles/runtime/sqlite_store.ts";
+import { SqliteStore, type SqliteStoreOptions } from "../roles/runtime/sqlite/store.ts";
 
 const quick = Deno.args.includes("--quick");
 const WRITES = quick ? 20_000 : 100_000;

@@ -10,7 +10,7 @@ import {
   type TombstoneEntry,
   TombstoneQueue,
 } from "../core/tombstone_queue.ts";
-import { SqliteStore } from "../roles/runtime/sqlite_store.ts";
+import { SqliteStore } from "../roles/runtime/sqlite/store.ts";
 import {
   TombstoneCollector,
   type TombstoneCollectorOptions,

@@ -12,7 +12,7 @@
  */
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { mergeStore } from "../core/store_merge.ts";
-import { SqliteStore } from "../roles/runtime/sqlite_store.ts";
+import { SqliteStore } from "../roles/runtime/sqlite/store.ts";
 import { progressBar, ProgressLine } from "./progress_line.ts";
 import { messageOf, processIo, runTool, ToolError, type ToolIo } from "./tool_io.ts";
 

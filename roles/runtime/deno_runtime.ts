@@ -3,7 +3,7 @@
  * of the roles that touches the world (tests/runtime_guard_test.ts checks it).
  */
 import { clearImmediate, setImmediate } from "node:timers";
-import { SqliteStore } from "./sqlite_store.ts";
+import { SqliteStore } from "./sqlite/store.ts";
 import type { Runtime } from "./runtime.ts";
 
 export const denoRuntime: Runtime = {

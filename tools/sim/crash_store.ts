@@ -1,7 +1,7 @@
 /**
  * Crash-aware stores for the simulation: a {@link SimDisk} holds each simulated host's store
  * files as their committed state; a {@link CrashStore} opened on one serves reads and writes from
- * its working state and makes writes durable the way `roles/runtime/sqlite_store.ts` does — group commit:
+ * its working state and makes writes durable the way `roles/runtime/sqlite/store.ts` does — group commit:
  * the first write of an event-loop turn opens a transaction whose COMMIT runs at the end of the
  * turn (the host's `setImmediate`), and `commit()` resolves once that COMMIT is done. kumo's
  * durability promise ("an acknowledged set is committed on every active replica; it survives a

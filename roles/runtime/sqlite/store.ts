@@ -19,9 +19,9 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { clearImmediate, setImmediate } from "node:timers";
-import type { Store, StoredRecord } from "../../core/store.ts";
-import { assertHashRange, assertUint64, assertValidRecord } from "../../core/memory_store.ts";
-import { errorText } from "../shared/error_text.ts";
+import type { Store, StoredRecord } from "../../../core/store.ts";
+import { assertHashRange, assertUint64, assertValidRecord } from "../../../core/memory_store.ts";
+import { errorText } from "../../shared/error_text.ts";
 
 /**
  * Bumped on any change of the tables below. A version-1 file (the first layout) is upgraded in

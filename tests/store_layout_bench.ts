@@ -1,5 +1,5 @@
 /**
- * How the server's table layout was chosen (roles/runtime/sqlite/store.ts): CPU µs per insert, per
+ * How the server's table layout was chosen (roles/runtime/sqlite/schema.ts): CPU µs per insert, per
  * update (random order) and per point read for candidate layouts and page sizes, over value
  * sizes from 10 B to 1 MiB. node:sqlite, WAL, synchronous=NORMAL, 64-byte random keys,
  * transactions of 4 writes (the group commit's usual size under load). Not a test:

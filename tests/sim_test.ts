@@ -72,8 +72,12 @@ const REGRESSION_SEEDS = [1038, 1041, 1072, 1232, 1706, 1743];
  * - 350, 5152, 5413, 5449, 5768, 5856, 6025: a coordinator cut from its replicas answered a
  *   gateway's repeat of a set STORED ("applied and overwritten since") while what overwrote it
  *   was on no replica either; it was killed, and the acknowledged sets were gone.
+ * - 5476: a set's replication was refused (the replica had switched to a ring with a new
+ *   coordinator), so only its coordinator remembered its id; its record reached the new
+ *   coordinator by a replace copy, without the id. Once the old coordinator was killed, the
+ *   gateway's repeat found nobody who knew the id and was applied again over acknowledged sets.
  */
-const REGRESSION_SEEDS_SECOND = [350, 5152, 5413, 5449, 5768, 5856, 6025];
+const REGRESSION_SEEDS_SECOND = [350, 5152, 5413, 5449, 5476, 5768, 5856, 6025];
 
 Deno.test("sim: the seeds that found bugs stay clean", async () => {
   const results: RunResult[] = [];

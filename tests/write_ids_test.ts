@@ -19,12 +19,12 @@ const encoder = new TextEncoder();
 
 Deno.test("recent writes: remembered by id, first version wins, bounded in count and age", () => {
   const writes = new RecentWrites(3, 1000);
-  writes.remember(1n, 10n, 0);
-  writes.remember(1n, 11n, 1);
+  writes.remember(1n, 10n, 7n, 0);
+  writes.remember(1n, 11n, 7n, 1);
   assert.equal(writes.versionOf(1n, 2), 10n);
-  writes.remember(2n, 20n, 3);
-  writes.remember(3n, 30n, 4);
-  writes.remember(4n, 40n, 5);
+  writes.remember(2n, 20n, 7n, 3);
+  writes.remember(3n, 30n, 7n, 4);
+  writes.remember(4n, 40n, 7n, 5);
   assert.equal(writes.size, 3);
   assert.equal(writes.versionOf(1n, 6), undefined, "the oldest goes first");
   assert.equal(writes.versionOf(2n, 6), 20n);
@@ -32,13 +32,38 @@ Deno.test("recent writes: remembered by id, first version wins, bounded in count
   assert.equal(writes.versionOf(4n, 1004), 40n);
   // Two ids that share their low 52 bits are never confused: the later one replaces the other.
   const other = new RecentWrites(10, 1000);
-  other.remember(5n, 50n, 0);
+  other.remember(5n, 50n, 7n, 0);
   assert.equal(other.versionOf(5n | (1n << 60n), 1), undefined);
-  other.remember(5n | (1n << 60n), 60n, 1);
+  other.remember(5n | (1n << 60n), 60n, 7n, 1);
   assert.equal(other.versionOf(5n | (1n << 60n), 2), 60n);
   assert.equal(other.versionOf(5n, 2), undefined);
   assert.ok(RECENT_WRITES_MAX > 0);
   assert.throws(() => new RecentWrites(0, 1), RangeError);
+});
+
+Deno.test("recent writes: a replace copy carries the ids of the ranges it moves", () => {
+  const sender = new RecentWrites(10, 1000);
+  sender.remember(1n, 10n, 100n, 0);
+  sender.remember(2n, 20n, 200n, 5);
+  sender.remember(3n, 30n, 300n, 10);
+  const moved = sender.inRanges([{ from: 150n, to: 250n }, { from: 300n, to: 300n }], 40);
+  assert.deepEqual(moved, [[2n, 20n, 200n, 35], [3n, 30n, 300n, 30]]);
+  assert.equal(sender.cameByCopy(2n), false);
+  const receiver = new RecentWrites(10, 1000);
+  receiver.remember(9n, 90n, 900n, 500);
+  receiver.learnCopied([...moved, [4n, 40n, 400n, 1001]], 510);
+  assert.equal(receiver.versionOf(2n, 511), 20n);
+  assert.equal(receiver.versionOf(3n, 511), 30n);
+  assert.equal(receiver.versionOf(4n, 511), undefined, "older than the retention: not learned");
+  assert.ok(receiver.cameByCopy(2n) && !receiver.cameByCopy(9n));
+  // An id applied here is not replaced by a copy of it.
+  receiver.learnCopied([[9n, 91n, 900n, 0]], 512);
+  assert.equal(receiver.versionOf(9n, 513), 90n);
+  assert.equal(receiver.cameByCopy(9n), false);
+  // Aged as at the sender, but never older than the newest id already held (the ring stays in
+  // time order): here from 500 on, not 475.
+  assert.equal(receiver.versionOf(3n, 1500), 30n);
+  assert.equal(receiver.versionOf(3n, 1501), undefined);
 });
 
 /** Sends one Set as the gateway does (with a write id), straight to `server`. */
@@ -157,6 +182,47 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a replace copy carries the write ids of the keys it moves (simulation seed 5476: the only " +
+    "owner that knew a set's id was killed, and the repeat was applied again)",
+  async () => {
+    await using cluster = await TestCluster.start({ servers: 1 });
+    const key = "moved";
+    const first = cluster.servers[0].address;
+    const writeId = (0xc0de5n << 32n) | 3n;
+    const firstVersion = await sendSet(first, key, "first", writeId);
+    assert.equal(typeof firstVersion, "bigint");
+    // A second server joins: the key reaches it by the replace copy only, never by replication.
+    const joined = cluster.startServer().address;
+    await cluster.attach();
+    await cluster.waitForReplaceFinished();
+    assert.equal(await writeVersion(joined, writeId), firstVersion, "the copy carried the id");
+    assert.equal(await writeVersion(joined, writeId + 1n), null);
+    // The server that applied the set dies; the gateway's repeat reaches the one that is left:
+    // still the key's value there, so it is answered with the first version, not applied again.
+    await cluster.kill(cluster.serverAt(first)!);
+    await cluster.waitForLost(first);
+    await waitFor("the joined server to coordinate the key", () => {
+      const ring = cluster.serverAt(joined)!.writeHashSpace;
+      return formatAddress(serverFor(ring, hash64(encoder.encode(key)), 0)!) ===
+        formatAddress(joined);
+    });
+    assert.equal(await sendSet(joined, key, "first", writeId, true), firstVersion);
+    assert.equal(cluster.serverAt(joined)!.counters.setsRepeated, 1);
+  },
+);
+
+/** WriteVersion: the version `server` remembers for write `writeId`, or null. */
+async function writeVersion(server: NodeAddress, writeId: bigint): Promise<unknown> {
+  const connection = await connectRpc(server);
+  try {
+    return await connection.call(ServerMethod.WriteVersion, [writeId]);
+  } finally {
+    connection.close();
+    await connection.closed;
+  }
+}
 
 Deno.test("unreplicated keys: reads wait for replication; a failed one stays until replicated", async () => {
   const keys = new UnreplicatedKeys();

@@ -66,7 +66,9 @@ export class CoordinatedWrites {
     let applied = writeId === undefined
       ? undefined
       : this.node.recentWrites.versionOf(writeId, this.node.runtime.monotonicMs());
-    const appliedHere = applied !== undefined;
+    // Known from a replace copy only: applied by the sender, maybe while this server already
+    // coordinated the key without it — judged like a write another owner applied (below).
+    const appliedHere = applied !== undefined && !this.node.recentWrites.cameByCopy(writeId!);
     if (applied === undefined && writeId !== undefined && repeat === true) {
       applied = await this.#versionElsewhere(writeId, rawKey, dbKey, targets);
     }
@@ -76,7 +78,12 @@ export class CoordinatedWrites {
       // have been decided (and read) without it, so "it took effect and was overwritten" cannot
       // be shown. Its outcome stays unknown (found by the simulation, seed 1706).
       if (stored?.clockTime !== applied) return null;
-      this.node.recentWrites.remember(writeId!, applied, this.node.runtime.monotonicMs());
+      this.node.recentWrites.remember(
+        writeId!,
+        applied,
+        dbKey.hash,
+        this.node.runtime.monotonicMs(),
+      );
     }
     if (applied !== undefined) {
       return this.#setAgain(rawKey, dbKey, stored, applied, targets, writeId!);
@@ -94,7 +101,12 @@ export class CoordinatedWrites {
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.node.store.putIfNewer(record);
     if (writeId !== undefined) {
-      this.node.recentWrites.remember(writeId, clockTime, this.node.runtime.monotonicMs());
+      this.node.recentWrites.remember(
+        writeId,
+        clockTime,
+        dbKey.hash,
+        this.node.runtime.monotonicMs(),
+      );
     }
     const replication = this.replicator.replicateRecord(rawKey, record, targets, writeId);
     this.replicator.track(dbKey.hash, replication);

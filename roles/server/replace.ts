@@ -8,6 +8,7 @@ import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { decodeDbKey, decodeDbValue, encodeDbKey, encodeDbValue } from "../../core/db_record.ts";
 import type { HashSpace } from "../../core/hash_space.ts";
 import { ServerMethod, StreamMethod } from "../../core/messages.ts";
+import type { CopiedWriteId, RecentWrites } from "../../core/recent_writes.ts";
 import { ownershipProblem } from "../../core/replica_targets.ts";
 import { type HashRange, planCopy, rangesNotOwned } from "../../core/replace_plan.ts";
 import { RpcErrorCode } from "../../core/rpc_frame.ts";
@@ -15,12 +16,15 @@ import type { Store } from "../../core/store.ts";
 import type { Logger } from "../shared/log.ts";
 import { CancellablePauses } from "../shared/pauses.ts";
 import { connectRpc, RpcError, type RpcSession } from "../rpc/rpc.ts";
+import { denoRuntime } from "../runtime/deno_runtime.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 
 /** What the replace worker needs from its server. */
 export interface ReplaceHost {
   readonly address: NodeAddress;
   readonly store: Store;
+  /** The ids of the writes applied recently: a copy carries those of the keys it moves. */
+  readonly recentWrites: RecentWrites;
   readonly log: Logger;
   readonly rpcTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -47,6 +51,8 @@ export interface CopyOutcome {
 }
 
 const BATCH_RECORDS = 512;
+/** Write ids per push (each about 40 bytes of msgpack). */
+const BATCH_WRITE_IDS = 4096;
 const BATCH_BYTES = 1024 * 1024;
 const BATCHES_IN_FLIGHT = 4;
 const TRANSFER_ATTEMPTS = 5;
@@ -68,8 +74,11 @@ export class ReplaceWorker {
   /** Bumped by every start: an older copy stops at its next batch. */
   #generation = 0;
 
+  readonly #runtime: Runtime;
+
   constructor(private readonly host: ReplaceHost) {
-    this.#pauses = new CancellablePauses(host.runtime);
+    this.#runtime = host.runtime ?? denoRuntime;
+    this.#pauses = new CancellablePauses(this.#runtime);
   }
 
   /**
@@ -178,7 +187,11 @@ export class ReplaceWorker {
     return undefined;
   }
 
-  /** Offers, connects to the target's stream port and pushes the ranges in pipelined batches. */
+  /**
+   * Offers, connects to the target's stream port and pushes the ranges in pipelined batches; the
+   * last ones carry the write ids remembered for those ranges, read after the records (an id is
+   * remembered in the same turn as its record is stored, so every record sent has its id along).
+   */
   async #transfer(
     target: NodeAddress,
     ranges: HashRange[],
@@ -202,9 +215,10 @@ export class ReplaceWorker {
       const inFlight = new Set<Promise<unknown>>();
       let batch: [Uint8Array, Uint8Array][] = [];
       let batchBytes = 0;
-      const flush = async () => {
-        if (batch.length === 0) return;
-        const call = stream.call(StreamMethod.ReplacePush, [batch], host.rpcTimeoutMs);
+      const flush = async (writeIds?: CopiedWriteId[]) => {
+        if (batch.length === 0 && writeIds === undefined) return;
+        const params = writeIds === undefined ? [batch] : [batch, writeIds];
+        const call = stream.call(StreamMethod.ReplacePush, params, host.rpcTimeoutMs);
         sent += batch.length;
         batch = [];
         batchBytes = 0;
@@ -222,6 +236,10 @@ export class ReplaceWorker {
           if (batch.length >= BATCH_RECORDS || batchBytes >= BATCH_BYTES) await flush();
         }
       }
+      const writeIds = host.recentWrites.inRanges(ranges, this.#runtime.monotonicMs());
+      for (let i = 0; i < writeIds.length; i += BATCH_WRITE_IDS) {
+        await flush(writeIds.slice(i, i + BATCH_WRITE_IDS));
+      }
       await flush();
       await Promise.all(inFlight);
       return sent;
@@ -231,9 +249,12 @@ export class ReplaceWorker {
     }
   }
 
-  /** Stream port handler: applies pushed records newer-wins; skips keys not owned here. */
+  /**
+   * Stream port handler: applies pushed records newer-wins and remembers pushed write ids; skips
+   * keys not owned here.
+   */
   async receive(params: unknown[]): Promise<number> {
-    const [records] = params;
+    const [records, writeIds] = params;
     if (!Array.isArray(records)) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed push");
     const { store, address } = this.host;
     let written = 0;
@@ -249,7 +270,26 @@ export class ReplaceWorker {
       this.host.learnVersion(record.clockTime);
       if (store.putIfNewer(copy)) written++;
     }
+    // After the records: pushes are served in order, so an id never names a record not here yet.
+    if (writeIds !== undefined && writeIds !== null) this.#learnWriteIds(writeIds);
     await store.commit();
     return written;
+  }
+
+  /** Write ids a copy carried (`[[id, version, keyHash, ageMs], …]`): malformed ones are skipped. */
+  #learnWriteIds(writeIds: unknown): void {
+    if (!Array.isArray(writeIds)) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed push");
+    const owned: CopiedWriteId[] = [];
+    for (const entry of writeIds) {
+      if (!Array.isArray(entry)) continue;
+      const [id, clockTime, hash, ageMs] = entry;
+      if (
+        typeof id !== "bigint" || typeof clockTime !== "bigint" || typeof hash !== "bigint" ||
+        typeof ageMs !== "number" || !Number.isFinite(ageMs)
+      ) continue;
+      if (ownershipProblem(this.host.address, this.host.rings().write, hash)) continue;
+      owned.push([id, clockTime, hash, ageMs]);
+    }
+    this.host.recentWrites.learnCopied(owned, this.#runtime.monotonicMs());
   }
 }

@@ -31,7 +31,12 @@ export class ReplicaWrites {
     this.#checkReplicaOwnership(dbKey.hash, flags);
     this.#checkCoordinator(connection, dbKey.hash);
     if (typeof writeId === "bigint") {
-      this.node.recentWrites.remember(writeId, record.clockTime, this.node.runtime.monotonicMs());
+      this.node.recentWrites.remember(
+        writeId,
+        record.clockTime,
+        dbKey.hash,
+        this.node.runtime.monotonicMs(),
+      );
     }
     this.node.updateClock(adjustClock);
     this.node.clock.update(clockTimeCounter(record.clockTime));

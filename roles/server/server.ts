@@ -140,6 +140,7 @@ export class Server {
     this.#replace = new ReplaceWorker({
       address: this.address,
       store,
+      recentWrites: node.recentWrites,
       log: node.log,
       rpcTimeoutMs: node.timings.rpcTimeoutMs,
       connectTimeoutMs: node.timings.connectTimeoutMs,

@@ -447,3 +447,23 @@ Deno.test("e2e: `deno task cluster` starts the README's cluster and SIGTERM stop
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("e2e: every task takes its arguments after `--`, as the README writes them", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  // test and ok run the suite itself; every other task is a program with a usage.
+  const tasks = Object.keys(config.tasks).filter((task) => task !== "test" && task !== "ok");
+  assert.ok(tasks.length >= 15, `tasks: ${tasks}`);
+  const results = await Promise.all(
+    tasks.map((task) =>
+      runCommand(Deno.execPath(), ["task", "-q", task, "--", "--help"], {
+        cwd: ROOT,
+        timeoutMs: 60_000,
+      })
+    ),
+  );
+  tasks.forEach((task, i) => {
+    const { code, stdout, stderr } = results[i];
+    assert.equal(code, 0, `deno task ${task} -- --help: exit ${code}\n${stderr}`);
+    assert.match(stdout, /^Usage: /, `deno task ${task} -- --help`);
+  });
+});

@@ -8,6 +8,7 @@ import { runLinkDown } from "./link_down.ts";
 import { freshSeed } from "./random.ts";
 import { runSchedule, type ScheduleReport } from "./run_schedule.ts";
 import { FAULT_KINDS, type FaultKind, PARTITION_MODES, type PartitionMode } from "./schedule.ts";
+import { withoutTaskSeparator } from "../../core/command_line.ts";
 
 const USAGE = `Usage: deno task multihost [options]
 
@@ -335,4 +336,4 @@ async function scenario(args: readonly string[]): Promise<number> {
   return report.problems.length === 0 ? 0 : 1;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(withoutTaskSeparator(Deno.args)));

@@ -9,6 +9,9 @@ import type { BinaryLogSink } from "../../core/binary_log_records.ts";
 import { LamportClock } from "../../core/clock_time.ts";
 import { HashSpace } from "../../core/hash_space.ts";
 import { RecentWrites } from "../../core/recent_writes.ts";
+import type { HashRange } from "../../core/replace_plan.ts";
+import { RpcErrorCode } from "../../core/rpc_frame.ts";
+import { RpcError } from "../rpc/rpc.ts";
 import type { Store } from "../../core/store.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Runtime } from "../runtime/runtime.ts";
@@ -67,6 +70,25 @@ export class ServerNode {
   closed = false;
   /** Times this server rejoined after being suspect (its replications from before stop). */
   rejoins = 0;
+  /**
+   * Ranges this server discarded when it rejoined and is being refilled by the replace's copies:
+   * until the replace's delete phase it neither serves nor coordinates keys there. Its read ring
+   * may still list it as an owner (a newer ring from the other manager of a pair that never
+   * marked it fault), and an empty range would answer MISS for keys written long ago (found by
+   * the multi-host run with a cluster key, seed 100). Undefined almost always.
+   */
+  refilling: readonly HashRange[] | undefined = undefined;
+
+  /** Throws REFUSED when `hash` lies in a range being refilled (see {@link refilling}). */
+  refuseIfRefilling(hash: bigint): void {
+    const ranges = this.refilling;
+    if (ranges === undefined) return;
+    for (const range of ranges) {
+      if (hash >= range.from && hash <= range.to) {
+        throw new RpcError(RpcErrorCode.REFUSED, "refilling this range after rejoining");
+      }
+    }
+  }
 
   constructor(
     readonly address: NodeAddress,

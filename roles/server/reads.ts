@@ -28,6 +28,7 @@ export class Reads {
     const dbKey = dbKeyOf(params[0]);
     const problem = ownershipProblem(node.address, node.readHashSpace, dbKey.hash);
     if (problem) throw new RpcError(RpcErrorCode.REFUSED, problem);
+    node.refuseIfRefilling(dbKey.hash);
     node.counters.cmdGet++;
     if (params[1] !== true && node.unreplicated.isUnsettled(dbKey.hash)) {
       return this.#getOnceReplicated(dbKey, params[0]);

@@ -41,6 +41,8 @@ export interface ReplaceHost {
   learnVersion(clockTime: bigint): void;
   /** This server, suspect until now (restarted or marked fault), is attached again. */
   rejoined(): void;
+  /** The ranges discarded and being refilled until the delete phase (undefined: none). */
+  refilling(ranges: readonly HashRange[] | undefined): void;
 }
 
 export interface CopyOutcome {
@@ -99,6 +101,7 @@ export class ReplaceWorker {
       ? { transfers: [], discard: [] }
       : planCopy(host.address, source, newWrite, full);
     const discarded = this.#suspect ? this.#removeRanges(plan.discard) : 0;
+    if (this.#suspect && plan.discard.length > 0) host.refilling(plan.discard);
     if (this.#suspect && newWrite.isActive(host.address)) {
       this.#suspect = false;
       host.rejoined();
@@ -132,6 +135,8 @@ export class ReplaceWorker {
     const { host } = this;
     const { write } = host.rings();
     host.setRings({ read: write });
+    // Every copy of this replace has arrived: the discarded ranges are whole again.
+    host.refilling(undefined);
     this.deleting = true;
     try {
       return Promise.resolve(this.#removeRanges(rangesNotOwned(host.address, write)));

@@ -35,6 +35,7 @@ export class Replicator {
     const node = this.node;
     const targets = writeTargetsFor(node.address, node.writeHashSpace, node.readHashSpace, hash);
     if (targets.kind === "rejected") throw new RpcError(RpcErrorCode.REFUSED, targets.reason);
+    node.refuseIfRefilling(hash);
     return targets;
   }
 

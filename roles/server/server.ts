@@ -153,6 +153,9 @@ export class Server {
         for (const listener of this.#ringListeners) listener();
       },
       peer: (address) => this.#peers.get(address),
+      refilling: (ranges) => {
+        node.refilling = ranges;
+      },
       rejoined: () => {
         // What it applied while away was discarded: so are the ids of those writes, and so is
         // the replication still retrying them (applied by the replicas after the discard, they

@@ -207,7 +207,13 @@ export class Server {
           onClusterInit: (_connection, address, role) =>
             created.server!.#onClusterPeer(address, role),
           ...keyOptions,
-          onServed: (method, failed) => created.server!.methodCounts.served(method, failed),
+          // Counted only for --metrics: nothing else reads them, and this runs per request.
+          ...(settings.metricsListen
+            ? {
+              onServed: (method: number, failed: boolean) =>
+                created.server!.methodCounts.served(method, failed),
+            }
+            : {}),
         });
       } catch (error) {
         throw listenError("-l (--listen)", formatAddress(settings.listen), error);

@@ -8,7 +8,10 @@
 
 /** Methods handled by a server (cluster port, default 19800). */
 export const ServerMethod = {
-  /** `[adjustClock]` → nil. From a manager. */
+  /**
+   * `[adjustClock]` → the receiver's write ring timestamp (kumofs: nil). From a manager, and
+   * from the other servers (the reachability fence, core/reachability_fence.ts).
+   */
   KeepAlive: 0,
   /** `[writeSeed, readSeed, adjustClock]` → true if anything was adopted, else nil. From a manager. */
   HashSpaceSync: 2,
@@ -26,9 +29,13 @@ export const ServerMethod = {
    * connects to that port and sends ReplacePush batches (bulk data off the cluster connection).
    */
   ReplaceOffer: 16,
-  /** `[adjustClock, flags, dbKey, dbValue]` → bool (written, or ignored as older). Coordinator → replica. */
+  /**
+   * `[adjustClock, flags, dbKey, dbValue, writeId?, ringTimestamp?]` → bool (written, or ignored
+   * as older). Coordinator → replica. kumo adds the set's write id (or nil) and the timestamp of
+   * the coordinator's write ring (refused by a replica whose ring is newer).
+   */
   ReplicateSet: 32,
-  /** `[adjustClock, flags, deleteClockTime, dbKey]` → bool. Coordinator → replica. */
+  /** `[adjustClock, flags, deleteClockTime, dbKey, ringTimestamp?]` → bool. Coordinator → replica. */
   ReplicateDelete: 33,
   /** `[dbKey]` → dbValue, or nil when absent, deleted or expired. From a gateway. */
   Get: 34,
@@ -63,6 +70,12 @@ export const ServerMethod = {
    * nil if it does not remember it. Coordinator → owner, for a set a gateway sent again.
    */
   WriteVersion: 40,
+  /**
+   * kumo: `[[from, to], …]` → one digest (bigint) per inclusive hash range of the records held
+   * there (core/range_digest.ts). Server → server during a replace, to skip ranges two owners
+   * already agree on.
+   */
+  RangeDigest: 41,
   /** `[suffix]` → true; copies the store to `<store>-<suffix>`. From a manager. */
   CreateBackup: 96,
   /** `[statusCode]` → the value (see StatusCode). From kumostat/kumotop. */
@@ -82,7 +95,12 @@ export const StreamMethod = {
 
 /** Methods handled by a manager (default port 19700). */
 export const ManagerMethod = {
-  /** `[adjustClock]` → nil. From a server or the partner. */
+  /**
+   * `[adjustClock, incarnation?, writeRingTimestamp?]` → (kumo; kumofs: nil) whether this manager
+   * vouches for the asking server: it hears a majority of the active servers with rings no newer
+   * than its own, and the asker's ring is not older (core/reachability_fence.ts). From a server
+   * or the partner.
+   */
   KeepAlive: 0,
   /** `[]` → `[writeSeed, readSeed]`. From gateways and tools; the asker then receives pushes. */
   HashSpaceRequest: 1,

@@ -64,6 +64,14 @@ export interface CopyPlan {
    * current (a delete it missed may have had its tombstone collected), so it is discarded first.
    */
   readonly discard: HashRange[];
+  /**
+   * Ranges to reconcile with other owners (keyed by address): where the owners changed and
+   * `self` stays one, it compares digests (core/range_digest.ts) with every other owner it does
+   * not already ship to, and ships the ranges that differ. Co-owners may disagree after a write
+   * that reached only some of them (its coordinator died mid-replication); a copy from one
+   * shipper only would also hand a new owner whatever that shipper missed.
+   */
+  readonly reconcile: { readonly target: NodeAddress; readonly ranges: HashRange[] }[];
 }
 
 /**
@@ -72,6 +80,7 @@ export interface CopyPlan {
  *
  * Normal replace (kumofs): of each range's surviving old owners exactly one — the first — ships
  * every record (tombstones included, so deletes are not undone) to each owner that is new.
+ * kumo adds the reconciliation of co-owners ({@link CopyPlan.reconcile}).
  * Full replace: every range `self` holds is shipped to every other active new owner (repair).
  */
 export function planCopy(
@@ -81,13 +90,19 @@ export function planCopy(
   full: boolean,
 ): CopyPlan {
   const byTarget = new Map<string, { target: NodeAddress; ranges: HashRange[] }>();
+  const toReconcile = new Map<string, { target: NodeAddress; ranges: HashRange[] }>();
   const discard: HashRange[] = [];
-  const ship = (target: NodeAddress, range: HashRange) => {
+  const add = (
+    lists: Map<string, { target: NodeAddress; ranges: HashRange[] }>,
+    target: NodeAddress,
+    range: HashRange,
+  ) => {
     const key = `${target.host}:${target.port}`;
-    let entry = byTarget.get(key);
-    if (!entry) byTarget.set(key, entry = { target, ranges: [] });
+    let entry = lists.get(key);
+    if (!entry) lists.set(key, entry = { target, ranges: [] });
     appendRange(entry.ranges, range);
   };
+  const ship = (target: NodeAddress, range: HashRange) => add(byTarget, target, range);
   // Nodes leaving: active before, not active after. They do not ship (they may be going away).
   const leaving = new Set(
     oldRing.nodes.filter((n) => n.active && !newRing.isActive(n.address))
@@ -104,10 +119,17 @@ export function planCopy(
     const shippers = oldActive.filter((a) => !leaving.has(`${a.host}:${a.port}`));
     const newcomers = newActive.filter((a) => !includes(oldActive, a));
     if (includes(newcomers, self) && shippers.length > 0) appendRange(discard, range);
-    if (shippers.length === 0 || !sameAddress(shippers[0], self)) continue;
-    for (const target of newcomers) ship(target, range);
+    if (!includes(shippers, self)) continue;
+    const firstShipper = sameAddress(shippers[0], self);
+    if (firstShipper) { for (const target of newcomers) ship(target, range); }
+    const ownersChanged = newcomers.length > 0 || oldActive.some((a) => !includes(newActive, a));
+    if (!ownersChanged || !includes(newActive, self)) continue;
+    for (const target of newActive) {
+      if (sameAddress(target, self) || (firstShipper && includes(newcomers, target))) continue;
+      add(toReconcile, target, range);
+    }
   }
-  return { transfers: [...byTarget.values()], discard };
+  return { transfers: [...byTarget.values()], discard, reconcile: [...toReconcile.values()] };
 }
 
 /** Ranges where `self` is not an active owner in `ring`: its records there can go (delete phase). */

@@ -1,14 +1,15 @@
 /**
  * `deno task sim` in CI: 500 seeds of whole simulated clusters without a violation, a seed that
- * replays byte for byte, and each deliberate bug (a replica that drops every tenth write, a
+ * replays byte for byte, each deliberate bug (a replica that drops every tenth write, a
  * coordinator that acknowledges before replicating) caught within the seed budget — the
- * simulation is able to fail.
+ * simulation is able to fail — and each safeguard it showed was needed failing its seeds when
+ * turned off.
  */
 import assert from "node:assert/strict";
 import { main } from "../tools/sim/main.ts";
 import { type RunResult, runSeed } from "../tools/sim/run.ts";
 import { FIRST_FAULT_KINDS, SECOND_FAULT_KINDS } from "../tools/sim/nemesis.ts";
-import { BREAK_SWITCHES } from "../tools/sim/sim_cluster.ts";
+import { BREAK_SWITCHES, type BreakSwitch } from "../tools/sim/sim_cluster.ts";
 
 /** The CI budget: `deno task sim` runs the same 500 seeds by default. */
 const CI_SEEDS = 500;
@@ -100,7 +101,12 @@ Deno.test("sim: a seed replays exactly (same event trace, byte for byte)", async
   assert.notEqual(other.traceHash, first.traceHash, "a different seed is a different run");
 });
 
-for (const breakSwitch of BREAK_SWITCHES) {
+const DELIBERATE_BUGS: readonly BreakSwitch[] = [
+  "drop-every-tenth-replica-write",
+  "ack-before-replicate",
+];
+
+for (const breakSwitch of DELIBERATE_BUGS) {
   Deno.test(`sim: the deliberate bug ${breakSwitch} is caught within the CI seeds`, async () => {
     let caught: RunResult | undefined;
     for (let seed = 1; seed <= CI_SEEDS && !caught; seed++) {
@@ -113,6 +119,54 @@ for (const breakSwitch of BREAK_SWITCHES) {
     assert.deepEqual((await runSeed({ seed: caught.seed })).violations, []);
   });
 }
+
+/**
+ * Safeguards the simulation showed were needed, each with seeds that fail without it and pass
+ * with it (the seeds replay the current nemesis):
+ * - reachability fence (roles/server/reachability.ts): 20146, 20946 — a gateway cut off with a
+ *   server that the managers marked fault kept reading the server's stale store; 1569 — after
+ *   the partition healed, the manager of a pair that had been on the small side, fed old
+ *   keepalives held by the cut link, still vouched for that server.
+ * Any change of timing moves these schedules (21348 was such a seed a build earlier): when one
+ * stops failing without its safeguard, a sweep with `--break` finds new ones.
+ */
+const SAFEGUARD_SEEDS: ReadonlyArray<readonly [BreakSwitch, readonly number[]]> = [
+  ["no-reachability-fence", [20146, 20946, 1569]],
+];
+
+/**
+ * Safeguards with a deterministic test of their own that fails without them: their seeds moved
+ * with every change of timing (replace reconciliation: 74, 30329, then 311, 935; replication
+ * repair: 81, 222; ring timestamps: 446), and a 1,000-seed sweep of the current build with the
+ * replication repair or the ring timestamps turned off found none.
+ */
+const SAFEGUARDS_TESTED_ELSEWHERE: ReadonlyArray<readonly [BreakSwitch, string]> = [
+  ["no-replace-reconciliation", "tests/replica_fencing_test.ts"],
+  ["no-replication-repair", "tests/replication_repair_test.ts"],
+  ["no-ring-timestamp-check", "tests/replica_fencing_test.ts"],
+];
+
+for (const [breakSwitch, seeds] of SAFEGUARD_SEEDS) {
+  Deno.test(`sim: without the ${breakSwitch.slice(3)}, seeds ${seeds.join(", ")} fail`, async () => {
+    for (const seed of seeds) {
+      const broken = await runSeed({ seed, breakSwitch });
+      assert.ok(broken.violations.length > 0, `seed ${seed} passed with --break ${breakSwitch}`);
+      assert.deepEqual((await runSeed({ seed })).violations, [], `seed ${seed}`);
+    }
+  });
+}
+
+Deno.test("sim: every break switch is tested", async () => {
+  const tested = [
+    ...DELIBERATE_BUGS,
+    ...SAFEGUARD_SEEDS.map(([breakSwitch]) => breakSwitch),
+    ...SAFEGUARDS_TESTED_ELSEWHERE.map(([breakSwitch]) => breakSwitch),
+  ];
+  assert.deepEqual([...tested].sort(), [...BREAK_SWITCHES].sort());
+  for (const [, file] of SAFEGUARDS_TESTED_ELSEWHERE) {
+    assert.ok((await Deno.stat(new URL(`../${file}`, import.meta.url))).isFile, file);
+  }
+});
 
 Deno.test("sim: the command line replays a seed and refuses bad input", async () => {
   const out: string[] = [], err: string[] = [];

@@ -74,6 +74,8 @@ export class Manager {
   readonly #membership: Membership;
   readonly #replace: ReplaceDriver;
   #listener: RpcListener;
+  /** KeepAlives to the servers (Membership.pingServers), more often than `-k`. */
+  #serverPingTimer: TimerHandle;
   #keepaliveTimer: TimerHandle;
   #autoGeneration = 0;
   #metrics?: MetricsEndpoint;
@@ -114,6 +116,12 @@ export class Manager {
       () => this.#tick(),
       node.timings.keepaliveIntervalMs,
     );
+    this.#serverPingTimer = runtime.setInterval(() => {
+      // Silence is judged on the same beat: a fault is then marked within one ping of the
+      // silence limit (within 9 s with the defaults, not up to a whole `-k` later).
+      this.#membership.abandonSilentServers();
+      this.#membership.pingServers();
+    }, this.#membership.pingIntervalMs);
     if (settings.partner) {
       this.#partner.connect(settings.partner, onRequest, () => this.#replace.partnerLost());
     }
@@ -228,6 +236,7 @@ export class Manager {
     node.closed = true;
     await this.#metrics?.close();
     node.runtime.clearInterval(this.#keepaliveTimer);
+    node.runtime.clearInterval(this.#serverPingTimer);
     node.cancelTimers();
     await Promise.all([
       ...[...node.servers.values()].map((link) => link.session.close()),
@@ -250,16 +259,13 @@ export class Manager {
     this.#membership.registerServer(address);
   }
 
-  /** Keepalives (they also detect dead peers) and the replace watchdog. */
+  /**
+   * The partner's keepalive and the replace watchdog (silent servers and the servers' keepalives
+   * run on their own, faster timer: Membership.pingServers).
+   */
   #tick(): void {
     const node = this.#node;
-    this.#membership.abandonSilentServers();
-    const params = [node.clock.increment()];
-    for (const link of node.servers.values()) {
-      link.session.call(ServerMethod.KeepAlive, params, node.timings.rpcTimeoutMs)
-        .catch(() => {});
-    }
-    this.#partner.keepalive(params);
+    this.#partner.keepalive([node.clock.increment()]);
     this.#replace.tick();
   }
 
@@ -357,8 +363,7 @@ export class Manager {
     switch (method) {
       case ManagerMethod.KeepAlive:
         if (typeof params[0] === "number") node.clock.update(params[0]);
-        this.#membership.checkIncarnation(connection, params[1]);
-        return null;
+        return this.#membership.vouchFor(connection, params[1], params[2]);
       case ManagerMethod.HashSpaceRequest:
         this.#distribution.subscribe(connection);
         return [this.writeHashSpace.toSeed(), this.readHashSpace.toSeed()];

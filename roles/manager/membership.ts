@@ -4,10 +4,11 @@
  * up or stays silent — a silent attached server only while this manager hears a settled
  * majority of the attached servers. Losing one marks it fault in both rings and tells everyone.
  */
+import { fenceTimings, managerHearsMajority } from "../../core/reachability_fence.ts";
 import { formatAddress, type NodeAddress, sameAddress } from "../../core/address.ts";
 import { serverMembershipEntry } from "../../core/binary_log_records.ts";
 import { silenceLimitMs } from "../../core/liveness.ts";
-import { ClusterRole } from "../../core/messages.ts";
+import { ClusterRole, ServerMethod } from "../../core/messages.ts";
 import { hashSpacesDiffer } from "../../core/ring_adoption.ts";
 import { type RequestHandler, type RpcConnection, RpcSession } from "../rpc/rpc.ts";
 import {
@@ -36,13 +37,47 @@ export class Membership {
   readonly #incarnations = new Map<string, number>();
   /** The majority rule's memory (core/silence_quorum.ts). */
   #silence: SilenceState = INITIAL_SILENCE_STATE;
+  /**
+   * By `formatAddress`: when the last KeepAlive this manager sent to each server and got an
+   * answer to was sent (monotonic ms), and the write ring timestamp the answer reported. The
+   * send time, not the arrival: a message held by a cut link arrives late with old news.
+   */
+  readonly #answered = new Map<string, { sentAtMs: number; ringTimestamp?: bigint }>();
+  /** The fence time and ping interval of core/reachability_fence.ts, from `-k` and `-Yn`. */
+  readonly #fence: { fenceAfterMs: number; pingIntervalMs: number };
 
   constructor(
     private readonly node: ManagerNode,
     private readonly distribution: RingDistribution,
     private readonly partner: PartnerLink,
     private readonly hooks: MembershipHooks,
-  ) {}
+  ) {
+    this.#fence = fenceTimings(node.timings.keepaliveIntervalMs, node.timings.connectRetryLimit);
+  }
+
+  /** How often {@link pingServers} runs: every keepalive, or more often for the fence. */
+  get pingIntervalMs(): number {
+    return Math.min(this.node.timings.keepaliveIntervalMs, this.#fence.pingIntervalMs);
+  }
+
+  /** KeepAlive to every registered server (also what shows a silent one). */
+  pingServers(): void {
+    const node = this.node;
+    const params = [node.clock.increment()];
+    for (const [name, link] of node.servers) {
+      const sentAtMs = node.runtime.monotonicMs();
+      link.session.call(ServerMethod.KeepAlive, params, node.timings.rpcTimeoutMs).then(
+        (answer) => {
+          const ringTimestamp = typeof answer === "bigint" ? answer : undefined;
+          const last = this.#answered.get(name);
+          if (!last || last.sentAtMs <= sentAtMs) {
+            this.#answered.set(name, { sentAtMs, ringTimestamp });
+          }
+        },
+        () => {},
+      );
+    }
+  }
 
   /** kumofs add_server: a connected server not active in the write ring becomes a newcomer. */
   registerServer(address: NodeAddress): void {
@@ -121,6 +156,29 @@ export class Membership {
    * store — so it is marked fault (nothing is read from it) and becomes a newcomer to attach.
    * Rings are synced to a server only once its incarnation is known.
    */
+  /**
+   * A server's KeepAlive (`ringTimestamp`: its write ring's): whether this manager vouches for
+   * it — within the fence time it heard a majority of the active servers answer with a ring no
+   * newer than its own, and the asker's ring is not older. The server's reachability fence
+   * counts this manager only then (core/reachability_fence.ts): a manager on the small side of
+   * a partition, or one that has not taken its partner's newer rings yet after the partition
+   * healed, would otherwise keep a server serving an old ring (simulation seed 1569).
+   */
+  vouchFor(connection: RpcConnection, incarnation: unknown, ringTimestamp: unknown): boolean {
+    const node = this.node;
+    this.checkIncarnation(connection, incarnation);
+    const ours = node.writeHashSpace.timestamp;
+    if (typeof ringTimestamp === "bigint" && ringTimestamp < ours) return false;
+    const heardMs = node.writeHashSpace.nodes.filter((n) => n.active).map((n) => {
+      const answer = this.#answered.get(formatAddress(n.address));
+      if (!answer || (answer.ringTimestamp !== undefined && answer.ringTimestamp > ours)) {
+        return undefined;
+      }
+      return answer.sentAtMs;
+    });
+    return managerHearsMajority(heardMs, node.runtime.monotonicMs(), this.#fence.fenceAfterMs);
+  }
+
   checkIncarnation(connection: RpcConnection, incarnation: unknown): void {
     const node = this.node;
     const address = connection.clusterPeer?.address;

@@ -27,7 +27,20 @@ export class ManagerLinks {
     private readonly onRequest: RequestHandler,
     /** Adopts rings (Server's adopt): whether they were taken. */
     private readonly adopt: (write: HashSpace, read: HashSpace, rule: AdoptionRule) => boolean,
-  ) {}
+    /**
+     * How often keepalives go out (the reachability fence asks more often than `-k`), and who
+     * hears that a manager answered on a connection whose rings were taken
+     * (./reachability.ts).
+     */
+    private readonly fence: { intervalMs: number; answered: (sentAtMs: number) => void },
+  ) {
+    this.#complainAboutKey = clusterKeyComplainer(node.log);
+  }
+
+  /** Says once per manager that a cluster key was refused (rpc/cluster_key.ts). */
+  readonly #complainAboutKey: (peer: NodeAddress, error: unknown) => void;
+  /** Connections whose rings were requested and taken since they opened. */
+  readonly #ringsTaken = new WeakSet<RpcConnection>();
 
   get sessions(): readonly RpcSession[] {
     return this.#sessions;
@@ -50,7 +63,6 @@ export class ManagerLinks {
   }
 
   connect(managers: NodeAddress[]): void {
-    const complainAboutKey = clusterKeyComplainer(this.node.log);
     for (const manager of managers) {
       const session = new RpcSession(manager, {
         clusterKey: this.clusterKey,
@@ -62,37 +74,54 @@ export class ManagerLinks {
         onConnected: (connection) => {
           connection.sendClusterInit(this.node.address, ClusterRole.Server);
           this.node.log.info(`connect success ${formatAddress(manager)} (manager)`);
-          void this.#requestHashSpaces(session);
+          void this.#requestHashSpaces(session, connection);
         },
       });
       this.#sessions.push(session);
       // The first keepalive opens the connection; later ones keep it (and the clocks) alive.
       void session.call(ManagerMethod.KeepAlive, [this.node.clock.increment(), this.incarnation])
-        .catch((error) => complainAboutKey(manager, error));
+        .catch((error) => this.#complainAboutKey(manager, error));
     }
+    this.#keepaliveTimer = this.node.runtime.setInterval(
+      () => this.#sendKeepalives(),
+      Math.min(this.node.timings.keepaliveIntervalMs, this.fence.intervalMs),
+    );
+  }
+
+  /** A keepalive to every manager now, not at the next beat (see Reachability.askNow). */
+  keepaliveNow(): void {
+    if (this.#keepaliveTimer !== undefined) this.#sendKeepalives();
+  }
+
+  #sendKeepalives(): void {
     const limitMs = silenceLimitMs(
       this.node.timings.keepaliveIntervalMs,
       this.node.timings.connectRetryLimit,
     );
-    this.#keepaliveTimer = this.node.runtime.setInterval(() => {
-      for (const session of this.#sessions) {
-        // A paused or cut-off manager closes nothing: drop the link, so that a fresh connection
-        // (ClusterInit, rings requested again) is made once it answers again.
-        const silentMs = session.abandonIfSilent(limitMs);
-        if (silentMs !== undefined) {
-          this.node.log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
-        }
-        session.call(
-          ManagerMethod.KeepAlive,
-          [this.node.clock.increment(), this.incarnation],
-          this.node.timings.rpcTimeoutMs,
-        )
-          .catch((error) => complainAboutKey(session.address, error));
+    for (const session of this.#sessions) {
+      // A paused or cut-off manager closes nothing: drop the link, so that a fresh connection
+      // (ClusterInit, rings requested again) is made once it answers again.
+      const silentMs = session.abandonIfSilent(limitMs);
+      if (silentMs !== undefined) {
+        this.node.log.warn(`manager ${formatAddress(session.address)} silent for ${silentMs} ms`);
       }
-    }, this.node.timings.keepaliveIntervalMs);
+      const connection = session.connection;
+      const sentAtMs = this.node.runtime.monotonicMs();
+      session.call(
+        ManagerMethod.KeepAlive,
+        [this.node.clock.increment(), this.incarnation, this.node.writeHashSpace.timestamp],
+        this.node.timings.rpcTimeoutMs,
+      )
+        .then((vouches) => {
+          // Not when the manager hears too few servers that share its ring (it may be on the
+          // wrong side itself, or behind), or when this server's ring is older than its.
+          if (vouches === false) return;
+          if (connection && this.#ringsTaken.has(connection)) this.fence.answered(sentAtMs);
+        }, (error) => this.#complainAboutKey(session.address, error));
+    }
   }
 
-  async #requestHashSpaces(session: RpcSession): Promise<void> {
+  async #requestHashSpaces(session: RpcSession, connection: RpcConnection): Promise<void> {
     try {
       const [writeSeed, readSeed] = await Promise.all([
         session.call(
@@ -107,6 +136,7 @@ export class ManagerLinks {
         ),
       ]);
       this.adopt(HashSpace.fromSeed(writeSeed), HashSpace.fromSeed(readSeed), "newer");
+      if (!connection.isClosed) this.#ringsTaken.add(connection);
     } catch (error) {
       if (!this.node.closed) this.node.log.warn(`hash space request failed: ${errorText(error)}`);
     }

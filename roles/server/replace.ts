@@ -10,6 +10,7 @@ import type { HashSpace } from "../../core/hash_space.ts";
 import { ServerMethod, StreamMethod } from "../../core/messages.ts";
 import type { CopiedWriteId, RecentWrites } from "../../core/recent_writes.ts";
 import { ownershipProblem } from "../../core/replica_targets.ts";
+import { rangeDigest } from "../../core/range_digest.ts";
 import { type HashRange, planCopy, rangesNotOwned } from "../../core/replace_plan.ts";
 import { RpcErrorCode } from "../../core/rpc_frame.ts";
 import type { Store } from "../../core/store.ts";
@@ -43,6 +44,8 @@ export interface ReplaceHost {
   rejoined(): void;
   /** The ranges discarded and being refilled until the delete phase (undefined: none). */
   refilling(ranges: readonly HashRange[] | undefined): void;
+  /** False only in tests that show what reconciling co-owners prevents. */
+  readonly reconcile?: boolean;
 }
 
 export interface CopyOutcome {
@@ -98,7 +101,7 @@ export class ReplaceWorker {
     const { host } = this;
     const source = oldRead.isEmpty() ? host.rings().read : oldRead;
     const plan = source.isEmpty() || newWrite.isEmpty()
-      ? { transfers: [], discard: [] }
+      ? { transfers: [], discard: [], reconcile: [] }
       : planCopy(host.address, source, newWrite, full);
     const discarded = this.#suspect ? this.#removeRanges(plan.discard) : 0;
     if (this.#suspect && plan.discard.length > 0) host.refilling(plan.discard);
@@ -122,12 +125,66 @@ export class ReplaceWorker {
           if (sent === undefined) ok = false;
           else moved += sent;
         }
+        for (const { target, ranges } of host.reconcile === false ? [] : plan.reconcile) {
+          const differing = await this.#rangesDiffering(target, ranges);
+          if (differing.length === 0 || generation !== this.#generation) continue;
+          const sent = await this.#transferWithRetries(target, differing, generation, replaceTime);
+          if (sent === undefined) ok = false;
+          else moved += sent;
+        }
       } finally {
         if (generation === this.#generation) this.copying = false;
       }
       const superseded = generation !== this.#generation;
       return { ok: ok && !superseded, movedRecords: moved, superseded };
     })();
+  }
+
+  /**
+   * The ranges where `target` holds other records than this server (by digest); all of them if
+   * it cannot say (an older server, or unreachable: the transfer then tries and reports).
+   */
+  async #rangesDiffering(target: NodeAddress, ranges: HashRange[]): Promise<HashRange[]> {
+    let theirs: unknown;
+    try {
+      theirs = await this.host.peer(target).call(
+        ServerMethod.RangeDigest,
+        [ranges.map((range) => [range.from, range.to])],
+        this.host.rpcTimeoutMs,
+      );
+    } catch {
+      return ranges;
+    }
+    const ours = this.digests(ranges);
+    if (!Array.isArray(theirs) || theirs.length !== ranges.length) return ranges;
+    const differing = ranges.filter((_, i) => theirs[i] !== ours[i]);
+    if (differing.length > 0) {
+      this.host.log.info(
+        `replace: ${differing.length} of ${ranges.length} ranges differ at ${
+          formatAddress(target)
+        }`,
+      );
+    }
+    return differing;
+  }
+
+  /** The digest of the records held in each range (RangeDigest). */
+  digests(ranges: readonly HashRange[]): bigint[] {
+    return ranges.map((range) => rangeDigest(this.host.store.scanHashRange(range.from, range.to)));
+  }
+
+  /** RangeDigest: `[[from, to], …]` → a digest per range. */
+  digestRequest(params: unknown[]): bigint[] {
+    const [ranges] = params;
+    if (
+      !Array.isArray(ranges) ||
+      !ranges.every((r) =>
+        Array.isArray(r) && typeof r[0] === "bigint" && typeof r[1] === "bigint" && r[0] <= r[1]
+      )
+    ) {
+      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed hash ranges");
+    }
+    return this.digests(ranges.map(([from, to]) => ({ from, to })));
   }
 
   /** Delete phase: the read ring becomes the write ring; records no longer owned are removed. */

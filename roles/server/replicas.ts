@@ -21,15 +21,18 @@ export class ReplicaWrites {
     private readonly garbage: TombstoneCollector,
     /** Testing only: acknowledge every tenth replicated set without storing it. */
     private readonly dropEveryTenthReplicaWrite: boolean,
+    /** False only in tests that show what the check prevents. */
+    private readonly checkRingTimestamps = true,
   ) {}
 
   async replicateSet(params: unknown[], connection: RpcConnection): Promise<boolean> {
-    const [adjustClock, flags, rawKey, rawValue, writeId] = params;
+    const [adjustClock, flags, rawKey, rawValue, writeId, ringTimestamp] = params;
     const dbKey = dbKeyOf(rawKey);
     const record = rawValue instanceof Uint8Array ? decodeDbValue(dbKey, rawValue) : undefined;
     if (!record) throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed value");
     this.#checkReplicaOwnership(dbKey.hash, flags);
     this.#checkCoordinator(connection, dbKey.hash);
+    this.#checkRingTimestamp(ringTimestamp);
     if (typeof writeId === "bigint") {
       this.node.recentWrites.remember(
         writeId,
@@ -51,13 +54,14 @@ export class ReplicaWrites {
   }
 
   async replicateDelete(params: unknown[], connection: RpcConnection): Promise<boolean> {
-    const [adjustClock, flags, clockTime, rawKey] = params;
+    const [adjustClock, flags, clockTime, rawKey, ringTimestamp] = params;
     const dbKey = dbKeyOf(rawKey);
     if (typeof clockTime !== "bigint") {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed clock time");
     }
     this.#checkReplicaOwnership(dbKey.hash, flags);
     this.#checkCoordinator(connection, dbKey.hash);
+    this.#checkRingTimestamp(ringTimestamp);
     this.node.updateClock(adjustClock);
     const written = this.node.store.putIfNewer(
       tombstone({ ...dbKey, key: copyBytes(dbKey.key) }, clockTime),
@@ -81,6 +85,21 @@ export class ReplicaWrites {
         RpcErrorCode.REFUSED,
         `${sender ? formatAddress(sender) : "an unnamed peer"} is not the coordinator here`,
       );
+    }
+  }
+
+  /**
+   * A replicate sent under a write ring older than ours is refused. A coordinator marked fault
+   * while cut off may have replicate messages held in a black-holed link; if it is attached
+   * again before they arrive, it is the coordinator again and the check above lets them through,
+   * though it discarded those writes when it rejoined: applied here, a write the rest of the
+   * cluster never kept would stay on one owner (found by the simulation with an earlier build,
+   * seed 446). Its retries carry its current ring. Older coordinators send no timestamp.
+   */
+  #checkRingTimestamp(ringTimestamp: unknown): void {
+    if (typeof ringTimestamp !== "bigint" || !this.checkRingTimestamps) return;
+    if (ringTimestamp < this.node.writeHashSpace.timestamp) {
+      throw new RpcError(RpcErrorCode.REFUSED, "sent under an older write ring than ours");
     }
   }
 

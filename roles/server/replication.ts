@@ -4,7 +4,7 @@
  */
 import { formatAddress, type NodeAddress, sameAddress } from "../../core/address.ts";
 import { replicationFailedEntry } from "../../core/binary_log_records.ts";
-import { encodeDbValue } from "../../core/db_record.ts";
+import { type DbKey, encodeDbValue } from "../../core/db_record.ts";
 import { ReplicateFlag, ServerMethod } from "../../core/messages.ts";
 import { writeTargetsFor } from "../../core/replica_targets.ts";
 import { RpcError, RpcErrorCode } from "../../core/rpc_frame.ts";
@@ -24,6 +24,9 @@ export interface ReplicaTargets {
 }
 
 export class Replicator {
+  /** Told of every record whose replication finally failed (./replication_repair.ts). */
+  onFinalFailure: ((rawKey: unknown, dbKey: DbKey, rejoins: number) => void) | undefined;
+
   constructor(
     private readonly node: ServerNode,
     private readonly peers: PeerSessions,
@@ -46,7 +49,8 @@ export class Replicator {
 
   /**
    * Sends `record` (a value or a tombstone) to every replica, with the set's write id if it has
-   * one; whether every replica that must have it took it.
+   * one; whether every replica that must have it took it. Each attempt carries the timestamp of
+   * this server's write ring, so a replica whose ring is newer refuses it (see ./replicas.ts).
    */
   replicateRecord(
     rawKey: unknown,
@@ -65,12 +69,18 @@ export class Replicator {
         value: record.value ?? undefined,
         clockTime: record.clockTime,
       })));
-    return record.value === null
+    const replication = record.value === null
       ? this.#replicate(
         record.hash,
         targets,
         ServerMethod.ReplicateDelete,
-        (flags) => [node.clock.counter, flags, record.clockTime, rawKey],
+        (flags) => [
+          node.clock.counter,
+          flags,
+          record.clockTime,
+          rawKey,
+          node.writeHashSpace.timestamp,
+        ],
         node.timings.replicateDeleteRetry,
         failed,
       )
@@ -78,13 +88,24 @@ export class Replicator {
         record.hash,
         targets,
         ServerMethod.ReplicateSet,
-        (flags) =>
-          writeId === undefined
-            ? [node.clock.counter, flags, rawKey, encodeDbValue(record)]
-            : [node.clock.counter, flags, rawKey, encodeDbValue(record), writeId],
+        (flags) => [
+          node.clock.counter,
+          flags,
+          rawKey,
+          encodeDbValue(record),
+          writeId ?? null,
+          node.writeHashSpace.timestamp,
+        ],
         node.timings.replicateSetRetry,
         failed,
       );
+    const onFinalFailure = this.onFinalFailure;
+    if (!onFinalFailure) return replication;
+    const rejoins = node.rejoins;
+    return replication.then((ok) => {
+      if (!ok) onFinalFailure(rawKey, { hash: record.hash, key: record.key }, rejoins);
+      return ok;
+    });
   }
 
   /**

@@ -30,6 +30,8 @@ import { ManagerLinks } from "./manager_links.ts";
 import { serverRegistry } from "./metrics.ts";
 import { type ServerCounters, ServerNode } from "./node.ts";
 import { PeerSessions } from "./peers.ts";
+import { Reachability } from "./reachability.ts";
+import { ReplicationRepair } from "./replication_repair.ts";
 import { Reads } from "./reads.ts";
 import { ReplaceWorker } from "./replace.ts";
 import { ReplaceRequests } from "./replace_requests.ts";
@@ -58,6 +60,8 @@ export class Server {
   readonly #node: ServerNode;
   readonly #peers: PeerSessions;
   readonly #managers: ManagerLinks;
+  readonly #reachability: Reachability;
+  readonly #repair: ReplicationRepair;
   readonly #reads: Reads;
   readonly #writes: CoordinatedWrites;
   readonly #replicas: ReplicaWrites;
@@ -113,12 +117,21 @@ export class Server {
     const onRequest = (method: number, params: unknown[], connection: RpcConnection) =>
       this.#handleRequest(method, params, connection);
     this.#peers = new PeerSessions(node, settings.clusterKey, onRequest);
+    const reachability = this.#reachability = new Reachability(
+      node,
+      this.#peers,
+      settings.withoutSafeguard !== "reachability-fence",
+    );
     this.#managers = new ManagerLinks(
       node,
       this.incarnation,
       settings.clusterKey,
       onRequest,
       (write, read, rule) => this.#adopt(write, read, rule),
+      {
+        intervalMs: reachability.pingIntervalMs,
+        answered: (sentAtMs) => reachability.managerAnswered(sentAtMs),
+      },
     );
     this.#garbage = new TombstoneCollector(store, {
       minAgeSeconds: settings.garbageMinTimeSeconds ?? SERVER_DEFAULTS.garbageMinTimeSeconds,
@@ -130,12 +143,21 @@ export class Server {
       runtime,
     });
     const replicator = new Replicator(node, this.#peers, this.#pauses);
+    const repair = this.#repair = new ReplicationRepair(
+      node,
+      replicator,
+      node.timings.keepaliveIntervalMs,
+    );
+    if (settings.withoutSafeguard !== "replication-repair") {
+      replicator.onFinalFailure = (rawKey, dbKey, rejoins) => repair.failed(rawKey, dbKey, rejoins);
+    }
     this.#reads = new Reads(node, this.#peers, replicator);
     this.#writes = new CoordinatedWrites(node, this.#peers, this.#reads, replicator, this.#garbage);
     this.#replicas = new ReplicaWrites(
       node,
       this.#garbage,
       settings.dropEveryTenthReplicaWrite === true,
+      settings.withoutSafeguard !== "ring-timestamp-check",
     );
     this.#replace = new ReplaceWorker({
       address: this.address,
@@ -150,7 +172,7 @@ export class Server {
       setRings: ({ write, read }) => {
         if (write) node.writeHashSpace = write;
         if (read) node.readHashSpace = read;
-        for (const listener of this.#ringListeners) listener();
+        this.#ringsChanged();
       },
       peer: (address) => this.#peers.get(address),
       refilling: (ranges) => {
@@ -165,6 +187,7 @@ export class Server {
         this.#dropClientConnections("attached again");
       },
       learnVersion: (clockTime) => node.clock.update(clockTimeCounter(clockTime)),
+      reconcile: settings.withoutSafeguard !== "replace-reconciliation",
     });
     this.#replaceRequests = new ReplaceRequests(
       node,
@@ -239,6 +262,8 @@ export class Server {
       server.#managers.connect(
         [settings.manager1, settings.manager2].filter((m): m is NodeAddress => !!m),
       );
+      server.#reachability.start();
+      server.#repair.start();
       return server;
     } catch (error) {
       void metrics?.close();
@@ -283,6 +308,8 @@ export class Server {
     this.#node.closed = true;
     await this.#metrics?.close();
     this.#managers.stopKeepalive();
+    this.#reachability.stop();
+    this.#repair.stop();
     this.#writes.close();
     this.#pauses.cancelAll();
     this.#garbage.close();
@@ -321,8 +348,15 @@ export class Server {
     if (this.#activeInWriteRing && !active) this.#dropClientConnections("marked fault");
     this.#activeInWriteRing = active;
     this.#peers.abandonInactive();
-    for (const listener of this.#ringListeners) listener();
+    this.#ringsChanged();
     return true;
+  }
+
+  /** Whoever waits on ring changes, and the fence: answers under the new ring count now. */
+  #ringsChanged(): void {
+    this.#reachability.askNow();
+    this.#managers.keepaliveNow();
+    for (const listener of this.#ringListeners) listener();
   }
 
   /**
@@ -356,12 +390,16 @@ export class Server {
   #handleRequest(method: number, params: unknown[], connection: RpcConnection): unknown {
     switch (method) {
       case ServerMethod.Get:
+        this.#reachability.refuseIfCutOff();
         return this.#reads.get(params);
       case ServerMethod.Set:
+        this.#reachability.refuseIfCutOff();
         return this.#writes.set(params);
       case ServerMethod.Delete:
+        this.#reachability.refuseIfCutOff();
         return this.#writes.delete(params);
       case ServerMethod.Mutate:
+        this.#reachability.refuseIfCutOff();
         return this.#writes.mutate(params);
       case ServerMethod.WriteVersion:
         return typeof params[0] === "bigint"
@@ -375,7 +413,7 @@ export class Server {
         return this.#replicas.replicateDelete(params, connection);
       case ServerMethod.KeepAlive:
         this.#node.updateClock(params[0]);
-        return null;
+        return this.#reachability.keepAliveAnswer();
       case ServerMethod.HashSpaceSync:
         return this.#managers.hashSpaceSync(params, connection);
       case ServerMethod.GetStatus:
@@ -390,6 +428,8 @@ export class Server {
         return this.#replaceRequests.acceptOffer(params);
       case ServerMethod.CreateBackup:
         return this.#createBackup(params);
+      case ServerMethod.RangeDigest:
+        return this.#replace.digestRequest(params);
       default:
         throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
     }

@@ -46,6 +46,11 @@ export interface ServerSettings {
    * must catch. Settable only here, never from the command line.
    */
   dropEveryTenthReplicaWrite?: boolean;
+  /**
+   * Testing only (the simulation's `--break no-…` switches): turns off one safeguard, so the
+   * simulation can show it catches what that safeguard prevents. Never from the command line.
+   */
+  withoutSafeguard?: ServerSafeguard;
   /** The shared cluster key (`--cluster-key`): every RPC connection must prove it. */
   clusterKey?: Uint8Array;
   /** `--metrics`: serve Prometheus metrics over HTTP here (port 0 = any free port). */
@@ -56,3 +61,14 @@ export interface ServerSettings {
    */
   runtime?: Runtime;
 }
+
+/** The safeguards a test may turn off (see {@link ServerSettings.withoutSafeguard}). */
+export type ServerSafeguard =
+  /** ./reachability.ts: a server cut off from managers and most servers keeps serving. */
+  | "reachability-fence"
+  /** ./replication_repair.ts: failed replications are not sent again in the background. */
+  | "replication-repair"
+  /** ./replicas.ts: replicas take replicate messages sent under an older ring. */
+  | "ring-timestamp-check"
+  /** ./replace.ts: a replace ships to new owners only, never reconciling co-owners. */
+  | "replace-reconciliation";

@@ -66,9 +66,19 @@ export class UnreplicatedKeys {
     return { failed: this.#failedSeq.has(hash) };
   }
 
-  /** The key's current record was replicated after all (e.g. again, by a read). */
-  markReplicated(hash: bigint): void {
-    if (!this.#inFlight.has(hash)) this.#failedSeq.delete(hash);
+  /** The sequence number of the key's newest failed write, while none is in flight. */
+  failedSequence(hash: bigint): number | undefined {
+    return this.#inFlight.has(hash) ? undefined : this.#failedSeq.get(hash);
+  }
+
+  /**
+   * The key's current record was replicated after all (e.g. again, by a read). With `upToSeq`
+   * (from {@link failedSequence} before the record was read), only if no write failed since.
+   */
+  markReplicated(hash: bigint, upToSeq = Number.POSITIVE_INFINITY): void {
+    if (this.#inFlight.has(hash)) return;
+    const failedSeq = this.#failedSeq.get(hash);
+    if (failedSeq !== undefined && failedSeq <= upToSeq) this.#failedSeq.delete(hash);
   }
 
   get size(): number {

@@ -14,6 +14,7 @@ import { Gateway, type GatewaySettings } from "../../roles/gateway/gateway.ts";
 import type { Logger } from "../../roles/shared/log.ts";
 import { Manager, type ManagerSettings, type ReplacePhase } from "../../roles/manager/manager.ts";
 import { Server } from "../../roles/server/server.ts";
+import type { ServerSafeguard } from "../../roles/server/settings.ts";
 
 /** Tests import the client from here too. */
 export { TextClient } from "./text_client.ts";
@@ -66,6 +67,8 @@ export interface TestClusterOptions {
   clusterKey?: Uint8Array;
   /** Managers and servers serve `--metrics` on 127.0.0.1, port 0 (see `metricsAddress`). */
   metrics?: boolean;
+  /** Every server runs without this safeguard (to show what it prevents). */
+  withoutSafeguard?: ServerSafeguard;
 }
 
 /** A manager position: its address survives kills so a restart binds the same port. */
@@ -101,6 +104,7 @@ export class TestCluster {
   /** The cluster key every role gets unless a start call says otherwise. */
   clusterKey: Uint8Array | undefined;
   #metrics = false;
+  #withoutSafeguard: ServerSafeguard | undefined;
 
   private constructor(dataDir: string, nowSeconds: () => number, extra: ManagerExtraSettings) {
     this.dataDir = dataDir;
@@ -114,6 +118,7 @@ export class TestCluster {
     const cluster = new TestCluster(dataDir, nowSeconds, options.manager ?? {});
     cluster.clusterKey = options.clusterKey;
     cluster.#metrics = options.metrics ?? false;
+    cluster.#withoutSafeguard = options.withoutSafeguard;
     try {
       if ((options.managers ?? 1) === 2) await cluster.#startManagerPair();
       else cluster.#startManager({ index: 0, address: { host: LOCALHOST, port: 0 } });
@@ -268,6 +273,7 @@ export class TestCluster {
       nowSeconds: this.nowSeconds,
       clusterKey: "clusterKey" in options ? options.clusterKey : this.clusterKey,
       metricsListen: this.#metrics ? { host: LOCALHOST, port: 0 } : undefined,
+      withoutSafeguard: this.#withoutSafeguard,
     });
     const key = formatAddress(server.address);
     label.role = `server ${key}`;

@@ -12,6 +12,7 @@ import type { Logger } from "../../roles/shared/log.ts";
 import { Manager, type ManagerSettings } from "../../roles/manager/manager.ts";
 import type { Runtime } from "../../roles/runtime/runtime.ts";
 import { Server, type ServerSettings } from "../../roles/server/server.ts";
+import type { ServerSafeguard } from "../../roles/server/settings.ts";
 import { SimDisk } from "./crash_store.ts";
 import { SimNetwork } from "./network.ts";
 import { SimScheduler } from "./scheduler.ts";
@@ -39,10 +40,17 @@ export interface ClusterShape {
 }
 
 /** Test-only switches that break kumo on purpose (the simulation must catch each). */
-export type BreakSwitch = "drop-every-tenth-replica-write" | "ack-before-replicate";
+export type BreakSwitch =
+  | "drop-every-tenth-replica-write"
+  | "ack-before-replicate"
+  | `no-${ServerSafeguard}`;
 export const BREAK_SWITCHES: readonly BreakSwitch[] = [
   "drop-every-tenth-replica-write",
   "ack-before-replicate",
+  "no-reachability-fence",
+  "no-replication-repair",
+  "no-ring-timestamp-check",
+  "no-replace-reconciliation",
 ];
 
 /** One role's place in the cluster: its host and, while it runs, its object. */
@@ -144,6 +152,9 @@ export class SimCluster {
         ...(this.#breakSwitch === "ack-before-replicate" ? { ackBeforeReplicate: true } : {}),
         ...(this.#breakSwitch === "drop-every-tenth-replica-write"
           ? { dropEveryTenthReplicaWrite: true }
+          : {}),
+        ...(this.#breakSwitch?.startsWith("no-")
+          ? { withoutSafeguard: this.#breakSwitch.slice(3) as ServerSafeguard }
           : {}),
       }));
       return;

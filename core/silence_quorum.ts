@@ -49,7 +49,13 @@ export const INITIAL_SILENCE_STATE: SilenceState = {
 
 /**
  * `activeInRing`: servers active in the write ring (registered or not), the majority's base;
- * `limitMs`: the silence limit (core/liveness.ts).
+ * `limitMs`: the silence limit (core/liveness.ts); `heardWithinMs`: how recently a server must
+ * have answered to count as heard for the majority — the fence time of
+ * core/reachability_fence.ts. Counting every server not yet silent for the whole limit would
+ * count the other side of a partition that began almost a limit ago: a manager cut off with two
+ * of five servers marked a third fault, its writes then needed only the two, and after the
+ * partition healed the other manager's newer rings sent reads to that third server, which had
+ * none of them (simulation seed 21228).
  */
 export function judgeSilence(
   state: SilenceState,
@@ -57,8 +63,10 @@ export function judgeSilence(
   activeInRing: number,
   limitMs: number,
   nowMs: number,
+  heardWithinMs = limitMs,
 ): { state: SilenceState; verdicts: SilenceVerdict[] } {
-  const heard = servers.filter((s) => s.attached && s.connected && s.silentForMs <= limitMs).length;
+  const heard = servers.filter((s) => s.attached && s.connected && s.silentForMs <= heardWithinMs)
+    .length;
   const majority = heard * 2 > activeInRing;
   const majoritySinceMs = majority ? state.majoritySinceMs ?? nowMs : undefined;
   const settledMajority = majoritySinceMs !== undefined && nowMs - majoritySinceMs > limitMs;

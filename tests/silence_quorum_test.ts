@@ -55,3 +55,33 @@ Deno.test("silence: a silent server that is not attached is lost at once; losing
   const lost = judgeSilence(held.state, [heard("a")], 3, LIMIT_MS, 5);
   assert.equal(lost.state.majoritySinceMs, undefined, "the majority must hold anew");
 });
+
+Deno.test("silence: the majority counts only servers heard within the fence time", () => {
+  // Five servers; a partition began 988 ms ago: c and d are quiet, not yet silent for the limit,
+  // and e is. Counting c and d as heard, this manager (with a and b) would mark e fault.
+  const quiet = (name: string): ServerObservation => ({
+    name,
+    attached: true,
+    connected: true,
+    silentForMs: 988,
+  });
+  const servers = [heard("a"), heard("b"), quiet("c"), quiet("d"), silent("e")];
+  const loose = judgeSilence(
+    { majoritySinceMs: 0, warned: new Set() },
+    servers,
+    5,
+    1000,
+    5000,
+  );
+  assert.deepEqual(loose.verdicts, [{ kind: "abandon", name: "e", silentMs: 12_346 }]);
+  const strict = judgeSilence(
+    { majoritySinceMs: 0, warned: new Set() },
+    servers,
+    5,
+    1000,
+    5000,
+    167,
+  );
+  assert.deepEqual(strict.verdicts, [{ kind: "keep", name: "e", silentMs: 12_346, heard: 2 }]);
+  assert.equal(strict.state.majoritySinceMs, undefined);
+});

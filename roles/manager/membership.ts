@@ -249,6 +249,7 @@ export class Membership {
       ring.nodes.filter((n) => n.active).length,
       limitMs,
       node.runtime.monotonicMs(),
+      this.#fence.fenceAfterMs,
     );
     this.#silence = judged.state;
     for (const verdict of judged.verdicts) {

@@ -11,7 +11,7 @@ import { formatAddress, type NodeAddress } from "../../core/address.ts";
 import { clockTimeCounter, type LamportClock } from "../../core/clock_time.ts";
 import { SERVER_DEFAULTS } from "../../core/defaults.ts";
 import { HashSpace } from "../../core/hash_space.ts";
-import { ClusterRole, ConfigCode, ServerMethod } from "../../core/messages.ts";
+import { ClusterRole, ServerMethod } from "../../core/messages.ts";
 import { type AdoptionRule, adoptRings } from "../../core/ring_adoption.ts";
 import { RpcErrorCode } from "../../core/rpc_frame.ts";
 import type { Store } from "../../core/store.ts";
@@ -20,15 +20,14 @@ import { silentLogger } from "../shared/log.ts";
 import { type RpcConnection, RpcError, RpcListener } from "../rpc/rpc.ts";
 import { CancellablePauses } from "../shared/pauses.ts";
 import { refusalLogger, warnIfOpen } from "../rpc/cluster_key.ts";
-import { errorText } from "../shared/error_text.ts";
 import { MetricsEndpoint } from "../shared/metrics_endpoint.ts";
 import { denoRuntime } from "../runtime/deno_runtime.ts";
-import type { Runtime } from "../runtime/runtime.ts";
 import { MethodCounts } from "../shared/role_metrics.ts";
 import { CoordinatedWrites } from "./coordinated_writes.ts";
 import { ManagerLinks } from "./manager_links.ts";
 import { serverRegistry } from "./metrics.ts";
 import { type ServerCounters, ServerNode } from "./node.ts";
+import { createBackup, setNoDelay } from "./operator_requests.ts";
 import { PeerSessions } from "./peers.ts";
 import { Reachability } from "./reachability.ts";
 import { ReplicationRepair } from "./replication_repair.ts";
@@ -37,7 +36,7 @@ import { ReplaceWorker } from "./replace.ts";
 import { ReplaceRequests } from "./replace_requests.ts";
 import { ReplicaWrites } from "./replicas.ts";
 import { Replicator } from "./replication.ts";
-import type { ServerSettings } from "./settings.ts";
+import { openConfiguredStore, type ServerSettings } from "./settings.ts";
 import { serverStatus } from "./status.ts";
 import { TombstoneCollector } from "./tombstone_collector.ts";
 
@@ -206,7 +205,7 @@ export class Server {
     const runtime = settings.runtime ?? denoRuntime;
     let store: Store;
     try {
-      store = settings.store ?? openStore(runtime, requiredStorePath(settings));
+      store = settings.store ?? openConfiguredStore(runtime, settings);
     } catch (error) {
       void metrics?.close();
       throw error;
@@ -385,6 +384,16 @@ export class Server {
     );
   }
 
+  /** Every cluster socket this server holds, accepted and outgoing (SetConfig). */
+  #clusterConnections(): RpcConnection[] {
+    return [
+      ...this.#listener.connections,
+      ...[...this.#managers.sessions, ...this.#peers.sessions()].flatMap((session) =>
+        session.connection ? [session.connection] : []
+      ),
+    ];
+  }
+
   // ---- request dispatch -------------------------------------------------------------------
 
   #handleRequest(method: number, params: unknown[], connection: RpcConnection): unknown {
@@ -419,7 +428,7 @@ export class Server {
       case ServerMethod.GetStatus:
         return serverStatus(params[0], this.#node, this.#startedAtSeconds, this.#replace);
       case ServerMethod.SetConfig:
-        return this.#setConfig(params);
+        return setNoDelay(params, this.#clusterConnections());
       case ServerMethod.ReplaceCopyStart:
         return this.#replaceRequests.copyStart(params, connection);
       case ServerMethod.ReplaceDeleteStart:
@@ -427,56 +436,11 @@ export class Server {
       case ServerMethod.ReplaceOffer:
         return this.#replaceRequests.acceptOffer(params);
       case ServerMethod.CreateBackup:
-        return this.#createBackup(params);
+        return createBackup(params, this.store, this.#storePath, this.#node.log);
       case ServerMethod.RangeDigest:
         return this.#replace.digestRequest(params);
       default:
         throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown method ${method}`);
     }
   }
-
-  /**
-   * kumofs SetConfig: code 0 sets TCP_NODELAY (true) or lets the kernel delay small writes
-   * (false) on every cluster socket this server holds — accepted and outgoing; the reply is how
-   * many sockets changed. Unknown codes change nothing (0).
-   */
-  #setConfig(params: unknown[]): number {
-    const [code, value] = params;
-    if (code !== ConfigCode.NoDelay || typeof value !== "boolean") return 0;
-    const connections = [
-      ...this.#listener.connections,
-      ...[...this.#managers.sessions, ...this.#peers.sessions()].flatMap((session) =>
-        session.connection ? [session.connection] : []
-      ),
-    ];
-    return connections.filter((connection) => connection.setNoDelay(value)).length;
-  }
-
-  /** CreateBackup: a consistent copy of the store at `<store>-<suffix>`, while serving. */
-  async #createBackup(params: unknown[]): Promise<true> {
-    const [suffix] = params;
-    if (typeof suffix !== "string" || suffix.length === 0 || suffix.includes("/")) {
-      throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "backup suffix must be a non-empty name");
-    }
-    if (!this.#storePath) throw new RpcError(RpcErrorCode.SERVER_ERROR, "store has no path");
-    const path = `${this.#storePath}-${suffix}`;
-    await this.store.backup(path);
-    this.#node.log.info(`backup written to ${path}`);
-    return true;
-  }
-}
-
-function openStore(runtime: Runtime, path: string): Store {
-  try {
-    return runtime.openStore(path);
-  } catch (error) {
-    // One line naming the flag, the value and the reason (without the store's own prefix).
-    const reason = errorText(error).replace(/^Cannot open store "[^"]*": /, "");
-    throw new Error(`cannot open -s (--store) "${path}": ${reason}`);
-  }
-}
-
-function requiredStorePath(settings: ServerSettings): string {
-  if (!settings.storePath) throw new Error("-s (--store) is required");
-  return settings.storePath;
 }

@@ -6,6 +6,7 @@
 import type { NodeAddress } from "../../core/address.ts";
 import type { BinaryLogSink } from "../../core/binary_log_records.ts";
 import type { Store } from "../../core/store.ts";
+import { errorText } from "../shared/error_text.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 
@@ -72,3 +73,16 @@ export type ServerSafeguard =
   | "ring-timestamp-check"
   /** ./replace.ts: a replace ships to new owners only, never reconciling co-owners. */
   | "replace-reconciliation";
+
+/** Opens the store `-s` names through `runtime`; an Error of one line naming the flag if not. */
+export function openConfiguredStore(runtime: Runtime, settings: ServerSettings): Store {
+  if (!settings.storePath) throw new Error("-s (--store) is required");
+  const path = settings.storePath;
+  try {
+    return runtime.openStore(path);
+  } catch (error) {
+    // One line naming the flag, the value and the reason (without the store's own prefix).
+    const reason = errorText(error).replace(/^Cannot open store "[^"]*": /, "");
+    throw new Error(`cannot open -s (--store) "${path}": ${reason}`);
+  }
+}

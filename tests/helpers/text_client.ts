@@ -26,6 +26,22 @@ export class TextClient {
     }
   }
 
+  /**
+   * One read, bounded by `deadline` (undefined when it passed first): a reply that never comes
+   * must fail the test, not hang it. The read left pending ends when the test closes the client.
+   */
+  async #readBefore(chunk: Uint8Array, deadline: number): Promise<number | null | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+    });
+    try {
+      return await Promise.race([this.#connection.read(chunk), expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Reads until the buffered reply ends with one of `terminators`; returns it as text. */
   async readUntil(terminators: string[] = ["\r\n"], timeoutMs = 15_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
@@ -37,7 +53,8 @@ export class TextClient {
         return text;
       }
       if (Date.now() > deadline) throw new Error(`no complete reply; got ${JSON.stringify(text)}`);
-      const count = await this.#connection.read(chunk);
+      const count = await this.#readBefore(chunk, deadline);
+      if (count === undefined) throw new Error(`no complete reply; got ${JSON.stringify(text)}`);
       if (count === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
       const grown = new Uint8Array(this.#buffer.length + count);
       grown.set(this.#buffer);
@@ -62,7 +79,10 @@ export class TextClient {
       if (Date.now() > deadline) {
         throw new Error(`fewer than ${count} lines; got ${JSON.stringify(text)}`);
       }
-      const read = await this.#connection.read(chunk);
+      const read = await this.#readBefore(chunk, deadline);
+      if (read === undefined) {
+        throw new Error(`fewer than ${count} lines; got ${JSON.stringify(text)}`);
+      }
       if (read === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
       const grown = new Uint8Array(this.#buffer.length + read);
       grown.set(this.#buffer);

@@ -25,14 +25,17 @@ export interface DigestedRecord {
   readonly value: Uint8Array | null;
 }
 
+/** `digest` with `record` added: start from 0n; the order records are added in does not matter. */
+export function addToDigest(digest: bigint, record: DigestedRecord): bigint {
+  const term = mix64(
+    record.hash ^ mix64(record.clockTime + (record.value === null ? 0x9e3779b97f4a7c15n : 0n)),
+  );
+  return (digest + term) & MASK_64;
+}
+
 /** The digest of `records` (an unsigned 64-bit bigint; 0 for none). */
 export function rangeDigest(records: Iterable<DigestedRecord>): bigint {
-  let sum = 0n;
-  for (const record of records) {
-    const term = mix64(
-      record.hash ^ mix64(record.clockTime + (record.value === null ? 0x9e3779b97f4a7c15n : 0n)),
-    );
-    sum = (sum + term) & MASK_64;
-  }
-  return sum;
+  let digest = 0n;
+  for (const record of records) digest = addToDigest(digest, record);
+  return digest;
 }

@@ -72,6 +72,59 @@ Deno.test("replica: a replicate sent under an older write ring is refused, a cur
 });
 
 /**
+ * A digest scan of a large store lets the event loop run (roles/server/replace.ts): other work
+ * runs while it is part-way through. A scan that held the loop would be seen only before it
+ * started or after it ended — and a server doing it after a fault could miss keepalives for the
+ * whole scan and trip its own fence.
+ */
+Deno.test("replica: a digest of many records lets the event loop run part-way", async () => {
+  await using cluster = await TestCluster.start();
+  const server = cluster.servers[0];
+  const records = 20_000;
+  for (let i = 0; i < records; i++) {
+    const key = new TextEncoder().encode(`digest-key-${i}`);
+    server.store.put({
+      key,
+      hash: hash64(key),
+      clockTime: BigInt(i + 1),
+      flags: 0,
+      expireAt: 0,
+      value: new Uint8Array(8),
+    });
+  }
+  await server.store.commit();
+  const whole = [[0n, (1n << 64n) - 1n]];
+  const expected = [rangeDigest(server.store.scanHashRange(0n, (1n << 64n) - 1n))];
+  // Count the records the scan has read; the test shares the in-process server's event loop.
+  let read = 0;
+  const scan = server.store.scanHashRange.bind(server.store);
+  server.store.scanHashRange = function* (from: bigint, to: bigint) {
+    for (const record of scan(from, to)) {
+      read++;
+      yield record;
+    }
+  };
+  const connection = await connectRpc(server.address);
+  try {
+    const seenPartWay = new Set<number>();
+    let done = false;
+    const watch = () => {
+      if (read > 0 && read < records) seenPartWay.add(read);
+      if (!done) setImmediate(watch);
+    };
+    watch();
+    const digests = await connection.call(ServerMethod.RangeDigest, [whole], 30_000)
+      .finally(() => done = true);
+    assert.deepEqual(digests, expected);
+    assert.equal(read, records);
+    assert.ok(seenPartWay.size > 0, "the loop never ran while the scan was part-way");
+  } finally {
+    connection.close();
+    await connection.closed;
+  }
+});
+
+/**
  * Owners that disagree (a write reached one owner only: its coordinator died mid-replication,
  * so nobody retries it) agree again after the next replace that changes the key's owners, by
  * range digests; without the reconciliation the other owners keep the older record.

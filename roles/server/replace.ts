@@ -10,7 +10,7 @@ import type { HashSpace } from "../../core/hash_space.ts";
 import { ServerMethod, StreamMethod } from "../../core/messages.ts";
 import type { CopiedWriteId, RecentWrites } from "../../core/recent_writes.ts";
 import { ownershipProblem } from "../../core/replica_targets.ts";
-import { rangeDigest } from "../../core/range_digest.ts";
+import { addToDigest } from "../../core/range_digest.ts";
 import { type HashRange, planCopy, rangesNotOwned } from "../../core/replace_plan.ts";
 import { RpcErrorCode } from "../../core/rpc_frame.ts";
 import type { Store } from "../../core/store.ts";
@@ -60,6 +60,12 @@ const BATCH_RECORDS = 512;
 const BATCH_WRITE_IDS = 4096;
 const BATCH_BYTES = 1024 * 1024;
 const BATCHES_IN_FLIGHT = 4;
+/**
+ * Records a digest scan reads before it lets the event loop run: a replace after a fault in a
+ * small cluster digests every range, and one synchronous scan of a large store would stall the
+ * server long enough to miss keepalives and trip its own fence.
+ */
+const DIGEST_RECORDS_PER_TURN = 2048;
 const TRANSFER_ATTEMPTS = 5;
 const TRANSFER_RETRY_PAUSE_MS = 300;
 
@@ -146,16 +152,19 @@ export class ReplaceWorker {
    */
   async #rangesDiffering(target: NodeAddress, ranges: HashRange[]): Promise<HashRange[]> {
     let theirs: unknown;
+    let ours: bigint[];
     try {
-      theirs = await this.host.peer(target).call(
-        ServerMethod.RangeDigest,
-        [ranges.map((range) => [range.from, range.to])],
-        this.host.rpcTimeoutMs,
-      );
+      [theirs, ours] = await Promise.all([
+        this.host.peer(target).call(
+          ServerMethod.RangeDigest,
+          [ranges.map((range) => [range.from, range.to])],
+          this.host.rpcTimeoutMs,
+        ),
+        this.digests(ranges),
+      ]);
     } catch {
-      return ranges;
+      return ranges; // our own scan failing (a store closing) fails the transfer after it
     }
-    const ours = this.digests(ranges);
     if (!Array.isArray(theirs) || theirs.length !== ranges.length) return ranges;
     const differing = ranges.filter((_, i) => theirs[i] !== ours[i]);
     if (differing.length > 0) {
@@ -168,13 +177,30 @@ export class ReplaceWorker {
     return differing;
   }
 
-  /** The digest of the records held in each range (RangeDigest). */
-  digests(ranges: readonly HashRange[]): bigint[] {
-    return ranges.map((range) => rangeDigest(this.host.store.scanHashRange(range.from, range.to)));
+  /**
+   * The digest of the records held in each range (RangeDigest), letting the event loop run every
+   * DIGEST_RECORDS_PER_TURN records. Writes that land during the scan may make two owners'
+   * digests differ: the ranges are then shipped, which newer-wins makes harmless.
+   */
+  async digests(ranges: readonly HashRange[]): Promise<bigint[]> {
+    const digests: bigint[] = [];
+    let readThisTurn = 0;
+    for (const range of ranges) {
+      let digest = 0n;
+      for (const record of this.host.store.scanHashRange(range.from, range.to)) {
+        digest = addToDigest(digest, record);
+        if (++readThisTurn >= DIGEST_RECORDS_PER_TURN) {
+          readThisTurn = 0;
+          await new Promise<void>((resolve) => this.#runtime.setImmediate(resolve));
+        }
+      }
+      digests.push(digest);
+    }
+    return digests;
   }
 
   /** RangeDigest: `[[from, to], …]` → a digest per range. */
-  digestRequest(params: unknown[]): bigint[] {
+  digestRequest(params: unknown[]): Promise<bigint[]> {
     const [ranges] = params;
     if (
       !Array.isArray(ranges) ||

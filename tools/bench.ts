@@ -164,8 +164,9 @@ function printThroughput(results: WorkloadResult[]): void {
 
 async function main(argv: string[]): Promise<number> {
   let values;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
       options: {
@@ -183,8 +184,13 @@ async function main(argv: string[]): Promise<number> {
         help: { type: "boolean", short: "h", default: false },
       },
     }));
-    const positional = argv.filter((arg) => /^\d+[smh]?$/.test(arg));
-    values.time ??= positional[0] ?? "10s";
+    // The time may also come as the one positional argument (`deno task bench -- 5s`); an
+    // option's value (`--rounds 1`) is not one.
+    if (positionals.length > 1) throw new Error(`one time per run, got ${positionals.join(" ")}`);
+    values.time ??= positionals[0] ?? "10s";
+    if (!/^\d+[smh]$/.test(values.time)) {
+      throw new Error(`the time per run needs a unit (10s, 2m, 1h), got "${values.time}"`);
+    }
   } catch (error) {
     console.error(`bench: ${error instanceof Error ? error.message : error}\n${USAGE}`);
     return 1;

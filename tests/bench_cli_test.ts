@@ -1,0 +1,31 @@
+/**
+ * `deno task bench` refuses a bad command line with one clear line, before it starts anything
+ * (tools/bench.ts). An option's value once passed for the time per run: `--rounds 1` ran
+ * memcaslap with `-t 1`, which memcaslap rejects after the cluster was up.
+ */
+import assert from "node:assert/strict";
+
+async function bench(...args: string[]): Promise<{ code: number; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-q", "-P=cluster", "tools/bench.ts", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+Deno.test("bench: an option's value is not the time per run; a time needs a unit", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--rounds", "1", "5"], /the time per run needs a unit \(10s, 2m, 1h\), got "5"/],
+    [["--time", "10"], /needs a unit .* got "10"/],
+    [["5s", "6s"], /one time per run, got 5s 6s/],
+    [["--rounds", "0"], /--rounds must be a positive integer, got "0"/],
+  ];
+  for (const [args, expected] of cases) {
+    const { code, stderr } = await bench(...args);
+    assert.equal(code, 1, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, expected);
+  }
+  const help = await bench("--rounds", "1", "--help");
+  assert.equal(help.code, 0, help.stderr);
+});

@@ -229,6 +229,16 @@ function newVersion(
 ): ModelState | Rejection {
   const past = state.unique >= 0 ? [...state.past, state.unique] : [...state.past];
   if (value === null) return context.state(null, UNBOUND, [], past);
+  return versionAfter(value, replyUnique, past, context);
+}
+
+/** A present version with `value` after versions with `past` uniques; -1: unique unknown. */
+function versionAfter(
+  value: string,
+  replyUnique: number,
+  past: number[],
+  context: ModelContext,
+): ModelState | Rejection {
   if (replyUnique < 0) return context.state(value, UNBOUND, [], past);
   if (past.includes(replyUnique)) return "reused-unique";
   return context.state(value, replyUnique, [], past);
@@ -294,10 +304,7 @@ function storeByCas(
   context: ModelContext,
 ): ModelState | Rejection {
   if (replyUnique === unique) return "reused-unique";
-  const past = [...state.past, unique];
-  if (replyUnique < 0) return context.state(value, UNBOUND, [], past);
-  if (past.includes(replyUnique)) return "reused-unique";
-  return context.state(value, replyUnique, [], past);
+  return versionAfter(value, replyUnique, [...state.past, unique], context);
 }
 
 function stepDelete(

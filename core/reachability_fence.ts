@@ -69,6 +69,32 @@ export function servingDeadlineMs(observation: ReachabilityObservation): number 
   return Math.max(heardMs + fenceAfterMs, firstUnanswered + fenceAfterMs / 2);
 }
 
+/** What a server knows at one beat of its fence timer. */
+export interface FenceBeat {
+  /** Its serving deadline ({@link servingDeadlineMs}) has passed. */
+  readonly silent: boolean;
+  /** The beat fired no later than 1.5 intervals after the one before ({@link beatOnTime}). */
+  readonly onTime: boolean;
+  /** The beat before this one found the deadline passed too. */
+  readonly silentAtLastBeat: boolean;
+}
+
+/**
+ * Whether the fence engages at this beat. Only when silent, and only if the beat came on time
+ * or the beat before was silent too: a late beat means the event loop stalled, and it may run
+ * before the answers that reached the socket meanwhile (a request handled then refused for a
+ * silence that was the server's own). The loop takes those in before the next beat, so two
+ * silent beats in a row are silence, however late.
+ */
+export function fenceEngages(beat: FenceBeat): boolean {
+  return beat.silent && (beat.onTime || beat.silentAtLastBeat);
+}
+
+/** Whether a beat at `nowMs`, after one at `lastBeatMs`, came on time. */
+export function beatOnTime(lastBeatMs: number, nowMs: number, intervalMs: number): boolean {
+  return nowMs - lastBeatMs <= 1.5 * intervalMs;
+}
+
 /** Why a server refusing at `nowMs` refuses (for the REFUSED reply and the log). */
 export function fenceReason(observation: ReachabilityObservation, nowMs: number): string {
   const heard = 1 +

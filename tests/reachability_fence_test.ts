@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  beatOnTime,
+  fenceEngages,
   fenceReason,
   fenceTimings,
   managerHearsMajority,
@@ -123,4 +125,49 @@ Deno.test("fence: a manager says whether it hears a majority of the active serve
   assert.equal(managerHearsMajority([9_500, 9_600, 9_700, 1_000], 10_000, 1000), true);
   assert.equal(managerHearsMajority([9_500, 9_600, 1_000, 1_000], 10_000, 1000), false, "2 of 4");
   assert.equal(managerHearsMajority([9_000], 10_000, 1000), true, "the window is inclusive");
+});
+
+Deno.test("fence: it engages on a silent beat that came on time, or on a second silent beat", () => {
+  const intervalMs = 1000;
+  // Beats every interval; the loop stalls before the beat at 3,900 ms (late by 900 ms).
+  const beatsMs = [1000, 2000, 3900, 4900, 5900];
+  const onTime = beatsMs.map((nowMs, i) =>
+    beatOnTime(i === 0 ? 0 : beatsMs[i - 1], nowMs, intervalMs)
+  );
+  assert.deepEqual(onTime, [true, true, false, true, true]);
+  const engagedAt = (silentAt: boolean[], onTimeAt: boolean[]) => {
+    let silentAtLastBeat = false;
+    return silentAt.map((silent, i) => {
+      const engages = fenceEngages({ silent, onTime: onTimeAt[i], silentAtLastBeat });
+      silentAtLastBeat = silent;
+      return engages;
+    });
+  };
+  // Silent only at the late beat (the answers were in the socket): never engaged.
+  assert.deepEqual(engagedAt([false, false, true, false, false], onTime), [
+    false,
+    false,
+    false,
+    false,
+    false,
+  ]);
+  // Silent at an on-time beat: engaged at once.
+  assert.deepEqual(engagedAt([false, true, true, true, true], onTime), [
+    false,
+    true,
+    true,
+    true,
+    true,
+  ]);
+  // Every beat late and silent (a stalling loop and a real partition): engaged at the second.
+  const allLate = [false, false, false, false, false];
+  assert.deepEqual(engagedAt([true, true, true, true, true], allLate), [
+    false,
+    true,
+    true,
+    true,
+    true,
+  ]);
+  // Not silent: never.
+  assert.equal(fenceEngages({ silent: false, onTime: true, silentAtLastBeat: true }), false);
 });

@@ -6,6 +6,8 @@
  */
 import { formatAddress, sameAddress } from "../../core/address.ts";
 import {
+  beatOnTime,
+  fenceEngages,
   fenceReason,
   fenceTimings,
   type ReachabilityObservation,
@@ -37,6 +39,8 @@ export class Reachability {
   #timer: TimerHandle | undefined;
   /** When the beat last ran: a beat much later than its interval means the event loop stalled. */
   #lastBeatMs: number;
+  /** Whether the last beat found the serving deadline passed. */
+  #silentAtLastBeat = false;
 
   constructor(
     private readonly node: ServerNode,
@@ -92,20 +96,22 @@ export class Reachability {
   }
 
   /**
-   * The fence engages only here, on the beat, and only on a beat that came on time. A request
-   * can be handled before answers that reached the socket while the event loop was stalled (all
-   * roles of an in-process test cluster share one loop): judged then, the server refused for
-   * silence that was its own, and a gateway read a pipelined get from another owner before the
-   * set ahead of it was applied. A late beat means the loop stalled; the next beat comes after
-   * the loop has taken in what arrived meanwhile. Waiting for the beat costs at most F / 2,
-   * inside the margin docs/architecture.md §11 keeps.
+   * The fence engages only here, on the beat, by {@link fenceEngages}: a request can be handled
+   * right after an event-loop stall, before answers already in the socket (all roles of an
+   * in-process test cluster share one loop), and judged then the server refused for a silence
+   * that was its own; a gateway then read a pipelined get from another owner before the set
+   * ahead of it was applied. Waiting for the beat costs at most F / 2, inside the margin
+   * docs/architecture.md §11 keeps.
    */
   #beat(): void {
     const nowMs = this.node.runtime.monotonicMs();
-    const onTime = nowMs - this.#lastBeatMs <= 1.5 * this.pingIntervalMs;
+    const onTime = beatOnTime(this.#lastBeatMs, nowMs, this.pingIntervalMs);
     this.#lastBeatMs = nowMs;
     this.#recompute();
-    if (onTime && this.enforced && this.#refusal === undefined && nowMs >= this.#deadlineMs) {
+    const silent = nowMs >= this.#deadlineMs;
+    const engages = fenceEngages({ silent, onTime, silentAtLastBeat: this.#silentAtLastBeat });
+    this.#silentAtLastBeat = silent;
+    if (engages && this.enforced && this.#refusal === undefined) {
       this.#refusal = fenceReason(this.#observation(), nowMs);
       this.node.log.warn(`refusing requests: ${this.#refusal}`);
     }

@@ -168,10 +168,23 @@ function measure(
 const MIN_COUNTER_LAG = 200;
 
 /** Pipelined sets of `value` to every key; every reply must be STORED. */
-async function setAll(client: TextClient, keys: readonly string[], value: string): Promise<void> {
+/** Pipelined sets that must all be STORED; if not, says how many failed and what the roles logged. */
+async function setAll(
+  client: TextClient,
+  keys: readonly string[],
+  value: string,
+  cluster: TestCluster,
+): Promise<void> {
   await client.send(keys.map((key) => `set ${key} 0 0 ${value.length}\r\n${value}\r\n`).join(""));
   const replies = await client.readLines(keys.length);
-  assert.deepEqual(replies.filter((reply) => reply !== "STORED"), []);
+  const failed = replies.filter((reply) => reply !== "STORED");
+  assert.equal(
+    failed.length,
+    0,
+    `${failed.length} of ${keys.length} sets not stored, first: ${
+      failed[0]
+    }\n${cluster.describe()}`,
+  );
 }
 
 /**
@@ -193,12 +206,12 @@ Deno.test("sets coordinated by a just-attached server win over the copies it tak
     const moving = keys.filter((key) =>
       sameAddress(future.coordinatorFor(hash64OfText(key))!.address, newcomer.address)
     );
-    await setAll(client, keys, "old");
+    await setAll(client, keys, "old", cluster);
     // The moving keys are rewritten until the old servers' counters run ahead of the manager's
     // (it hears them with each keepalive); then the attach comes at once, in the same turn.
     let lag = 0;
     for (let burst = 1; burst <= 10 && lag < MIN_COUNTER_LAG; burst++) {
-      await setAll(client, moving, "old");
+      await setAll(client, moving, "old", cluster);
       lag = Math.max(...cluster.servers.map((s) => s.clock.counter)) -
         cluster.manager.clock.counter;
     }
@@ -209,7 +222,7 @@ Deno.test("sets coordinated by a just-attached server win over the copies it tak
       () => gateway.client.writeHashSpace.isActive(newcomer.address),
     );
     // Newest old copies first: the newcomer's first stamps are its lowest.
-    await setAll(client, [...moving].reverse(), "new");
+    await setAll(client, [...moving].reverse(), "new", cluster);
     await cluster.waitForReplaceFinished();
     const lost: string[] = [];
     for (const key of moving) {

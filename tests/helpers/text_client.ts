@@ -27,19 +27,29 @@ export class TextClient {
   }
 
   /**
-   * One read, bounded by `deadline` (undefined when it passed first): a reply that never comes
-   * must fail the test, not hang it. The read left pending ends when the test closes the client.
+   * Appends one read to the buffer, or throws `missing` (with what came) once `deadline` passed
+   * or the connection closed: a reply that never comes must fail the test, not hang it. A read
+   * left pending ends when the test closes the client.
    */
-  async #readBefore(chunk: Uint8Array, deadline: number): Promise<number | null | undefined> {
+  async #readMore(chunk: Uint8Array, deadline: number, missing: string): Promise<void> {
+    const got = () => JSON.stringify(new TextDecoder().decode(this.#buffer));
+    if (Date.now() > deadline) throw new Error(`${missing}; got ${got()}`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
     });
+    let count: number | null | undefined;
     try {
-      return await Promise.race([this.#connection.read(chunk), expired]);
+      count = await Promise.race([this.#connection.read(chunk), expired]);
     } finally {
       clearTimeout(timer);
     }
+    if (count === undefined) throw new Error(`${missing}; got ${got()}`);
+    if (count === null) throw new Error(`connection closed; got ${got()}`);
+    const grown = new Uint8Array(this.#buffer.length + count);
+    grown.set(this.#buffer);
+    grown.set(chunk.subarray(0, count), this.#buffer.length);
+    this.#buffer = grown;
   }
 
   /** Reads until the buffered reply ends with one of `terminators`; returns it as text. */
@@ -52,14 +62,7 @@ export class TextClient {
         this.#buffer = new Uint8Array(0);
         return text;
       }
-      if (Date.now() > deadline) throw new Error(`no complete reply; got ${JSON.stringify(text)}`);
-      const count = await this.#readBefore(chunk, deadline);
-      if (count === undefined) throw new Error(`no complete reply; got ${JSON.stringify(text)}`);
-      if (count === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
-      const grown = new Uint8Array(this.#buffer.length + count);
-      grown.set(this.#buffer);
-      grown.set(chunk.subarray(0, count), this.#buffer.length);
-      this.#buffer = grown;
+      await this.#readMore(chunk, deadline, "no complete reply");
     }
   }
 
@@ -68,26 +71,14 @@ export class TextClient {
     const deadline = Date.now() + timeoutMs;
     const chunk = new Uint8Array(64 * 1024);
     for (;;) {
-      const text = new TextDecoder().decode(this.#buffer);
-      const lines = text.split("\r\n");
+      const lines = new TextDecoder().decode(this.#buffer).split("\r\n");
       if (lines.length > count) {
         const taken = lines.slice(0, count);
         const used = new TextEncoder().encode(taken.join("\r\n") + "\r\n").length;
         this.#buffer = this.#buffer.slice(used);
         return taken;
       }
-      if (Date.now() > deadline) {
-        throw new Error(`fewer than ${count} lines; got ${JSON.stringify(text)}`);
-      }
-      const read = await this.#readBefore(chunk, deadline);
-      if (read === undefined) {
-        throw new Error(`fewer than ${count} lines; got ${JSON.stringify(text)}`);
-      }
-      if (read === null) throw new Error(`connection closed; got ${JSON.stringify(text)}`);
-      const grown = new Uint8Array(this.#buffer.length + read);
-      grown.set(this.#buffer);
-      grown.set(chunk.subarray(0, read), this.#buffer.length);
-      this.#buffer = grown;
+      await this.#readMore(chunk, deadline, `fewer than ${count} lines`);
     }
   }
 

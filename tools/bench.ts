@@ -10,12 +10,15 @@
  * - Latency p50 / p99 / p99.9 of the primary mix at half of kumo's median peak rate, for both.
  * - A pipelined multi-get: `get` of 100 keys, 4 connections with 4 requests in flight each.
  * - Peak RSS of every process.
+ * - With `--floor`: the same runs against bench/floor_server.ts, a Deno process that answers
+ *   get/set from a Map and does nothing else — what one process hop costs on this runtime.
  *
  * Needs `memcached` and `memcaslap` (Debian: apt-get install memcached libmemcached-tools).
  *
  *   deno task bench                          3 rounds of 10 s per workload
  *   deno task bench -- --time 5s --rounds 5 --json bench.json
  *   deno task bench -- --workloads primary   only the 64 B / 1 KiB workloads
+ *   deno task bench -- --floor               also measure the runtime's floor
  *   deno task bench -- --memory              RSS: a server with 1M keys of 100 B, and the
  *                                            gateway through 10 minutes of the primary mix
  */
@@ -60,6 +63,8 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
   --no-latency          skip the fixed-rate latency probe
   --no-multiget         skip the pipelined multi-get
   --server-arg <flag>   pass a flag to every kumo-server (repeatable; for experiments)
+  --floor               also run each workload against tools/bench/floor_server.ts: a Deno
+                        process answering get/set from a Map (the runtime's cost of one hop)
   --memory              instead: fill --keys keys of --value-bytes through the gateway and
                         print each server's RSS, then print the gateway's RSS every 10 s
                         through --soak of the 64 B / 1 KiB mix
@@ -73,10 +78,20 @@ interface Run {
   readonly cpuMicrosPerOp: Record<string, number>;
 }
 
+type Target = "memcached" | "kumo" | "floor";
+
 interface WorkloadResult {
   readonly workload: Workload;
   readonly memcached: Run[];
   readonly kumo: Run[];
+  /** Empty unless `--floor`. */
+  readonly floor: Run[];
+}
+
+/** The processes that serve `target`'s runs. */
+function targetProcesses(target: Target, name: string): boolean {
+  if (target === "kumo") return name !== "memcached" && name !== "floor";
+  return name === target;
 }
 
 function median(values: number[]): number {
@@ -110,15 +125,17 @@ async function memcaslap(port: number, configPath: string, time: string): Promis
 /** One memcaslap run against `target`, with the CPU each process spent during it. */
 async function measureRun(
   processes: BenchProcesses,
-  target: "memcached" | "kumo",
+  target: Target,
   configPath: string,
   time: string,
 ): Promise<Run> {
-  const names = [...processes.pids.keys()].filter((name) =>
-    target === "memcached" ? name === "memcached" : name !== "memcached"
-  );
+  const names = [...processes.pids.keys()].filter((name) => targetProcesses(target, name));
   const meter = new CpuMeter(new Map(names.map((name) => [name, processes.pids.get(name)!])));
-  const port = target === "memcached" ? processes.memcachedPort : processes.gatewayPort;
+  const port = target === "memcached"
+    ? processes.memcachedPort
+    : target === "floor"
+    ? processes.floorPort!
+    : processes.gatewayPort;
   const startMs = performance.now();
   await meter.sample();
   const ops = await memcaslap(port, configPath, time);
@@ -162,6 +179,23 @@ function printThroughput(results: WorkloadResult[]): void {
   }
 }
 
+/** The floor's line per workload: what one Deno process hop costs, beside memcached and kumo. */
+function printFloor(results: WorkloadResult[]): void {
+  if (results.every((r) => r.floor.length === 0)) return;
+  console.log(
+    "\nruntime floor (tools/bench/floor_server.ts: one Deno process, get/set from a Map)\n" +
+      "workload            floor TPS  ratio | CPU µs/op: floor  memcached   kumo",
+  );
+  for (const { workload, memcached, kumo, floor } of results) {
+    const m = summarize(memcached), k = summarize(kumo), f = summarize(floor);
+    console.log(
+      `${workload.name.padEnd(14)} ${pad(f.tps, 14)} ${pad((f.tps / m.tps).toFixed(2), 6)} |` +
+        `           ${pad(f.total.toFixed(1), 5)} ${pad(m.total.toFixed(1), 10)} ` +
+        `${pad(k.total.toFixed(0), 6)}`,
+    );
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   let values;
   let positionals: string[];
@@ -178,6 +212,7 @@ async function main(argv: string[]): Promise<number> {
         "no-multiget": { type: "boolean", default: false },
         "server-arg": { type: "string", multiple: true, default: [] },
         memory: { type: "boolean", default: false },
+        floor: { type: "boolean", default: false },
         keys: { type: "string", default: "1000000" },
         "value-bytes": { type: "string", default: "100" },
         soak: { type: "string", default: "10m" },
@@ -221,7 +256,7 @@ async function main(argv: string[]): Promise<number> {
   const workloads = WORKLOADS.filter((w) => values.workloads === "all" || w.primary);
   let processes: BenchProcesses | undefined;
   try {
-    processes = await startBenchProcesses(values["server-arg"]);
+    processes = await startBenchProcesses(values["server-arg"], { floor: values.floor });
     if (values.memory) {
       return await measureMemory(processes, {
         keys: Number(values.keys),
@@ -238,11 +273,10 @@ async function main(argv: string[]): Promise<number> {
     for (const workload of workloads) {
       const configPath = `${processes.dataDir}/${workload.name.replace(/\W+/g, "_")}.cfg`;
       await Deno.writeTextFile(configPath, memcaslapConfig(workload));
-      const result: WorkloadResult = { workload, memcached: [], kumo: [] };
+      const result: WorkloadResult = { workload, memcached: [], kumo: [], floor: [] };
       for (let round = 0; round < rounds; round++) {
-        const order: ("memcached" | "kumo")[] = round % 2 === 0
-          ? ["memcached", "kumo"]
-          : ["kumo", "memcached"];
+        const order: Target[] = round % 2 === 0 ? ["memcached", "kumo"] : ["kumo", "memcached"];
+        if (values.floor) order.splice(1, 0, "floor");
         for (const target of order) {
           const run = await measureRun(processes, target, configPath, values.time);
           result[target].push(run);
@@ -254,6 +288,7 @@ async function main(argv: string[]): Promise<number> {
       results.push(result);
     }
     printThroughput(results);
+    printFloor(results);
 
     const primaryMix = results.find((r) => r.workload.primary && r.workload.getRatio > 0);
     const keySet = makeKeySet(1000, 64, 1024);
@@ -307,8 +342,9 @@ async function main(argv: string[]): Promise<number> {
           .join(", "),
     );
     if (values.json) {
-      const summary = results.map(({ workload, memcached, kumo }) => {
+      const summary = results.map(({ workload, memcached, kumo, floor }) => {
         const m = summarize(memcached), k = summarize(kumo);
+        const f = floor.length > 0 ? summarize(floor) : undefined;
         return {
           workload: workload.name,
           memcachedTps: m.tps,
@@ -317,6 +353,7 @@ async function main(argv: string[]): Promise<number> {
           memcachedCpuMicrosPerOp: m.total,
           kumoCpuMicrosPerOp: k.total,
           kumoCpuMicrosPerOpByProcess: k.cpu,
+          ...(f ? { floorTps: f.tps, floorCpuMicrosPerOp: f.total } : {}),
         };
       });
       await Deno.writeTextFile(

@@ -13,7 +13,9 @@ const START_TIMEOUT_MS = 30_000;
 export interface BenchProcesses {
   readonly memcachedPort: number;
   readonly gatewayPort: number;
-  /** Every measured process by name: memcached, manager, server1..3, gateway. */
+  /** The runtime-floor server's port (floor_server.ts), when asked for. */
+  readonly floorPort?: number;
+  /** Every measured process by name: memcached, manager, server1..3, gateway (and floor). */
   readonly pids: ReadonlyMap<string, number>;
   readonly dataDir: string;
   stop(): Promise<void>;
@@ -121,8 +123,14 @@ async function attachWhenRegistered(managerPort: number, count: number): Promise
   }
 }
 
-/** Starts memcached (`-t 2`, 1 GiB so nothing is evicted) and the kumo cluster. */
-export async function startBenchProcesses(serverArgs: string[] = []): Promise<BenchProcesses> {
+/**
+ * Starts memcached (`-t 2`, 1 GiB so nothing is evicted) and the kumo cluster; with `floor`, also
+ * floor_server.ts (its own Deno process, allowed only to listen on 127.0.0.1).
+ */
+export async function startBenchProcesses(
+  serverArgs: string[] = [],
+  { floor = false }: { floor?: boolean } = {},
+): Promise<BenchProcesses> {
   const dataDir = await Deno.makeTempDir({ prefix: "kumo-bench-" });
   const children = new Map<string, Spawned>();
   const stop = async () => {
@@ -192,10 +200,21 @@ export async function startBenchProcesses(serverArgs: string[] = []): Promise<Be
         roleCommand("gateway", ["-m", `${HOST}:${managerPort}`, "-t", `${HOST}:${gatewayPort}`]),
       ),
     );
+    const floorPort = floor ? freePort() : undefined;
+    if (floorPort !== undefined) {
+      const script = new URL("./floor_server.ts", import.meta.url).pathname;
+      children.set(
+        "floor",
+        spawn(Deno.execPath(), [
+          ...["run", "-q", "--no-prompt", `--allow-net=${HOST}`, script, String(floorPort)],
+        ]),
+      );
+      await waitForPort(floorPort, "floor_server.ts");
+    }
     await waitForPort(memcachedPort, "memcached");
     await waitForGateway(gatewayPort);
     const pids = new Map([...children].map(([name, { child }]) => [name, child.pid]));
-    return { memcachedPort, gatewayPort, pids, dataDir, stop };
+    return { memcachedPort, gatewayPort, floorPort, pids, dataDir, stop };
   } catch (error) {
     const failure = await describeFailure(error);
     await stop();

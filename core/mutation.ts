@@ -7,6 +7,7 @@
 import { isLive } from "./expiry.ts";
 import { MutateOperation, MutateStatus } from "./messages.ts";
 import type { StoredRecord } from "./store.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** The item part of a record (no key/hash/version): what a mutation writes. */
 export interface Item {
@@ -69,8 +70,8 @@ export function decideMutation(
     case MutateOperation.Prepend: {
       if (!live) return { status: MutateStatus.NotStored };
       const value = operation === MutateOperation.Append
-        ? concat(live.value!, incoming.value!)
-        : concat(incoming.value!, live.value!);
+        ? concatBytes([live.value!, incoming.value!])
+        : concatBytes([incoming.value!, live.value!]);
       return { status: MutateStatus.Ok, write: { ...itemOf(live), value } };
     }
     case MutateOperation.Incr:
@@ -152,11 +153,4 @@ export function counterBytes(value: bigint, previousLength: number): Uint8Array 
   const bytes = new Uint8Array(Math.max(digits.length, previousLength)).fill(0x20);
   for (let i = 0; i < digits.length; i++) bytes[i] = digits.charCodeAt(i);
   return bytes;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

@@ -12,6 +12,7 @@ import {
   packTag,
   unpackTag,
 } from "../core/binary_log.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 const seed = Number(Deno.env.get("SEED") ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`binary_log_test seed=${seed}`);
@@ -32,16 +33,6 @@ const record: fc.Arbitrary<BinaryLogRecord> = fc.record({
   version: fc.integer({ min: 0, max: 1000 }),
   fields: fc.dictionary(tag, value, { maxKeys: 8 }),
 });
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 /** Decodes `bytes` fed in the given chunk sizes (cycled), then finishes. */
 function decodeInChunks(
@@ -93,7 +84,7 @@ Deno.test("property: records round-trip, whole or in any chunks", () => {
       fc.array(record, { maxLength: 6 }),
       fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 5 }),
       (written, sizes) => {
-        const bytes = concat(written.map(encodeBinaryLogRecord));
+        const bytes = concatBytes(written.map(encodeBinaryLogRecord));
         const whole = decodeInChunks(bytes);
         assert.deepEqual(records(whole).map(normal), written.map(normal));
         assert.ok(whole.every((event) => event.kind === "record"));
@@ -112,8 +103,8 @@ Deno.test("property: after garbage between records the decoder recovers every la
       fc.array(record, { minLength: 1, maxLength: 4 }),
       fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 }),
       (before, garbage, after, sizes) => {
-        const head = concat(before.map(encodeBinaryLogRecord));
-        const bytes = concat([head, garbage, ...after.map(encodeBinaryLogRecord)]);
+        const head = concatBytes(before.map(encodeBinaryLogRecord));
+        const bytes = concatBytes([head, garbage, ...after.map(encodeBinaryLogRecord)]);
         const events = decodeInChunks(bytes, sizes);
         assert.deepEqual(events, decodeInChunks(bytes), "chunking changes nothing");
         const got = records(events).map(normal);
@@ -136,7 +127,7 @@ Deno.test("a corrupted length, a corrupted body and a torn tail are reported", (
   const c = encodeBinaryLogRecord({ name: "SW", version: 2, fields: { time: 7 } });
 
   // A length field overwritten: the first record is lost, the decoder recovers at the second.
-  const badLength = concat([a, b]);
+  const badLength = concatBytes([a, b]);
   badLength[0] = 0xff;
   assert.deepEqual(decodeInChunks(badLength, [3]), [
     { kind: "recover", from: 0, at: a.length },
@@ -144,12 +135,12 @@ Deno.test("a corrupted length, a corrupted body and a torn tail are reported", (
   ]);
 
   // A body byte overwritten (the name's type byte): same.
-  const badBody = concat([a, b]);
+  const badBody = concatBytes([a, b]);
   badBody[5] = 0xc1; // never used in msgpack
   assert.deepEqual(decodeInChunks(badBody).map((e) => e.kind), ["recover", "record"]);
 
   // A record cut short by a crash, then more appended after a restart.
-  const torn = concat([a, b.subarray(0, b.length - 3), c]);
+  const torn = concatBytes([a, b.subarray(0, b.length - 3), c]);
   const tornEvents = decodeInChunks(torn, [5]);
   assert.deepEqual(tornEvents.map((e) => e.kind), ["record", "recover", "record"]);
   assert.deepEqual(tornEvents[1], {
@@ -159,7 +150,7 @@ Deno.test("a corrupted length, a corrupted body and a torn tail are reported", (
   });
 
   // A record cut short at the end of the file.
-  const tail = concat([a, b.subarray(0, 6)]);
+  const tail = concatBytes([a, b.subarray(0, 6)]);
   assert.deepEqual(decodeInChunks(tail), [
     { kind: "record", offset: 0, record: { name: "nS", version: 3, fields: b4(5, "x") } },
     { kind: "truncated", from: a.length, end: a.length + 6 },

@@ -24,6 +24,7 @@ import {
   FrameType,
   RpcErrorCode,
 } from "../core/rpc_frame.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 const seed = Number(Deno.env.get("SEED") ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`codec_test seed=${seed}`);
@@ -84,16 +85,6 @@ const frameCase: fc.Arbitrary<FrameCase> = fc.oneof(
     frame: { type: FrameType.ClusterInit, address: { host: "10.1.2.3", port }, role },
   })),
 );
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 /** Feeds `chunks` the way the RPC read loop does: push, then drain until `undefined`. */
 function decodeChunks(chunks: Uint8Array[], decoder = new FrameDecoder()): (Frame | FrameError)[] {
@@ -237,7 +228,7 @@ Deno.test("codec: the scanner's length equals the encoded length; truncations ne
   fc.assert(
     fc.property(messageValue, fc.uint8Array({ maxLength: 5 }), (value, prefix) => {
       const encoded = encodeMessage(value);
-      const padded = concat([prefix, encoded, new Uint8Array([0xc1, 0x00])]);
+      const padded = concatBytes([prefix, encoded, new Uint8Array([0xc1, 0x00])]);
       assert.equal(msgpackObjectLength(padded, prefix.length), encoded.length);
       for (let cut = 0; cut < encoded.length; cut++) {
         assert.equal(msgpackObjectLength(encoded.subarray(0, cut), 0), undefined, `cut=${cut}`);
@@ -315,7 +306,7 @@ Deno.test("codec: the scanner knows every header: 16/32-bit lengths, ext, floats
 Deno.test("frames: splitting anywhere or feeding byte by byte gives the same frames", () => {
   fc.assert(
     fc.property(fc.array(frameCase, { minLength: 1, maxLength: 5 }), (cases) => {
-      const stream = concat(cases.map((c) => c.bytes));
+      const stream = concatBytes(cases.map((c) => c.bytes));
       const expected = cases.map((c) => c.frame);
       assert.deepStrictEqual(decodeChunks([stream]), expected);
       for (let split = 0; split <= stream.length; split++) {
@@ -336,7 +327,7 @@ Deno.test("frames: random chunking through a reused read buffer keeps decoded by
       fc.array(frameCase, { minLength: 1, maxLength: 12 }),
       fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 20 }),
       (cases, sizes) => {
-        const stream = concat(cases.map((c) => c.bytes));
+        const stream = concatBytes(cases.map((c) => c.bytes));
         const chunks: Uint8Array[] = [];
         for (let at = 0, i = 0; at < stream.length; i++) {
           const size = sizes[i % sizes.length];
@@ -353,7 +344,7 @@ Deno.test("frames: random chunking through a reused read buffer keeps decoded by
 Deno.test("frames: a large value split over many reads decodes once, correctly", () => {
   const value = new Uint8Array(1_000_000).map((_, i) => i * 7);
   const keys = Array.from({ length: 20_000 }, (_, i) => `key${i}`);
-  const stream = concat([encodeRequest(9, 32, [value, keys]), encodeRequest(10, 0, [])]);
+  const stream = concatBytes([encodeRequest(9, 32, [value, keys]), encodeRequest(10, 0, [])]);
   const chunks: Uint8Array[] = [];
   for (let at = 0; at < stream.length; at += 65536) chunks.push(stream.subarray(at, at + 65536));
   const frames = decodeThroughReusedBuffer(chunks);
@@ -369,7 +360,7 @@ Deno.test("frames: a large value split over many reads decodes once, correctly",
 
 Deno.test("frames: malformed envelopes are skipped with an error; 0xc1 is fatal", () => {
   const good = encodeRequest(3, 34, ["k"]);
-  const stream = concat([
+  const stream = concatBytes([
     encodeMessage("hello"),
     encodeMessage([0, 7, "not a method", []]),
     encodeMessage([0, 8, 34, "not params"]),

@@ -23,6 +23,7 @@ import {
   uint32Bytes,
   uint64Bytes,
 } from "../core/memcached_binary.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 const LIMITS: BinaryLimits = { maxValueBytes: 1024 };
 const k = latin1;
@@ -474,16 +475,6 @@ function chunked(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   return chunks;
 }
 
-function concatAll(packets: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(packets.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const packet of packets) {
-    out.set(packet, offset);
-    offset += packet.length;
-  }
-  return out;
-}
-
 Deno.test("property: whole, chunked and byte-by-byte input parse the same", () => {
   const seed = Date.now() % 2147483647;
   console.log(`seed=${seed}`);
@@ -493,7 +484,7 @@ Deno.test("property: whole, chunked and byte-by-byte input parse the same", () =
       fc.array(packetArb, { minLength: 1, maxLength: 12 }),
       fc.array(fc.nat(), { maxLength: 20 }),
       (packets, cuts) => {
-        const stream = concatAll(packets.map(encodeRequest));
+        const stream = concatBytes(packets.map(encodeRequest));
         const whole = drive([stream], limits);
         // Each packet gives exactly one outcome (none of these close the connection).
         assert.equal(whole.length, packets.length);

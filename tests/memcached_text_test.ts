@@ -15,6 +15,7 @@ import {
 import type { MetaFlags } from "../core/memcached_text_meta.ts";
 import { TextRequestReader } from "../core/memcached_text_reader.ts";
 import { loadTranscripts, transcriptRequestBytes } from "./helpers/transcript.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 const LIMITS: TextLimits = { maxKeyBytes: 250, maxValueBytes: 1024 * 1024 };
 const BAD_FORMAT = "CLIENT_ERROR bad command line format\r\n";
@@ -449,16 +450,6 @@ function split(data: Uint8Array, cuts: number[]): Uint8Array[] {
   return chunks;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 const SMALL_LIMITS: TextLimits = {
   maxKeyBytes: 250,
   maxValueBytes: 64,
@@ -519,7 +510,7 @@ const requestArb: fc.Arbitrary<Uint8Array> = fc.oneof(
     fc.boolean(),
     fc.constantFrom("\r\n", "xy", "\n"),
   ).map(([c, key, flags, exptime, value, noreply, end]) =>
-    concat([
+    concatBytes([
       bytes(`${c} ${key} ${flags} ${exptime} ${value.length}${c === "cas" ? " 1" : ""}`),
       bytes(`${noreply ? " noreply" : ""}\r\n`),
       value,
@@ -536,7 +527,7 @@ const requestArb: fc.Arbitrary<Uint8Array> = fc.oneof(
     .map(([c, key, flags]) => bytes(`${c} ${key} ${flags.join(" ")}\r\n`)),
   fc.tuple(keyArb, valueArb, fc.array(flagArb, { maxLength: 4 }), fc.constantFrom("\r\n", "zz"))
     .map(([key, value, flags, end]) =>
-      concat([bytes(`ms ${key} ${value.length} ${flags.join(" ")}\r\n`), value, bytes(end)])
+      concatBytes([bytes(`ms ${key} ${value.length} ${flags.join(" ")}\r\n`), value, bytes(end)])
     ),
   fc.constantFrom("mn\r\n", "version\r\n", "stats\r\n", "\r\n", "foo bar\r\n", "quit\r\n").map(
     bytes,
@@ -555,7 +546,7 @@ Deno.test("property: any chunking of a request stream gives the same results", (
       fc.array(requestArb, { minLength: 1, maxLength: 20 }),
       fc.array(fc.nat(), { maxLength: 40 }),
       (requests, cuts) => {
-        const stream = concat(requests);
+        const stream = concatBytes(requests);
         const whole = drain([stream], SMALL_LIMITS);
         assert.deepStrictEqual(drain(split(stream, cuts), SMALL_LIMITS), whole);
       },
@@ -642,7 +633,7 @@ Deno.test("a swallowed data block arriving later is discarded without being buff
 Deno.test("a 1 MiB value parses across many chunks", () => {
   const reader = new TextRequestReader(LIMITS);
   const value = new Uint8Array(LIMITS.maxValueBytes).map((_, i) => i % 251);
-  const stream = concat([
+  const stream = concatBytes([
     bytes(`set big 1 0 ${value.length}\r\n`),
     value,
     bytes("\r\nget big\r\n"),

@@ -11,6 +11,7 @@
  */
 
 import type { RuntimeConn } from "../runtime/runtime.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 export type ParseStep<Request> =
   | { readonly kind: "incomplete" }
@@ -178,10 +179,11 @@ abstract class ReplyWriter implements ReplyQueue {
     const { chunks, bytes } = this.takeReady();
     this.#wakeReader();
     if (bytes === 0) return;
-    this.#writing = this.#write(concat(chunks, bytes)).finally(() => {
-      this.#writing = undefined;
-      this.flush();
-    });
+    this.#writing = this.#write(chunks.length === 1 ? chunks[0] : concatBytes(chunks, bytes))
+      .finally(() => {
+        this.#writing = undefined;
+        this.flush();
+      });
   }
 
   async #write(bytes: Uint8Array): Promise<void> {
@@ -329,15 +331,4 @@ class CompletionOrderReplies extends ReplyWriter {
   protected drained(): boolean {
     return this.pending() === 0;
   }
-}
-
-function concat(chunks: Uint8Array[], bytes: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(bytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }

@@ -32,6 +32,7 @@ import { GatewayStats, statLines } from "./stats.ts";
 import { answerStats, type StatEntries, type StatsAnswer } from "./stats_groups.ts";
 import { executeMeta } from "./meta_protocol.ts";
 import { arithmeticCommand, storeCommand, touchCommand } from "../client/memcached_commands.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -173,7 +174,7 @@ async function get(
     bytes += line.length;
   });
   parts.push(END);
-  return concat(parts, bytes);
+  return concatBytes(parts, bytes);
 }
 
 async function store(
@@ -286,16 +287,6 @@ async function flushAll(
   const result = await client.flushAll(Math.max(0, delaySeconds));
   if (noreply) return null;
   return result.kind === "ok" ? OK : serverError(`flush_all failed: ${result.message}`);
-}
-
-export function concat(parts: Uint8Array[], bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** A `stats <group>` answer as memcached writes it on the text protocol. */

@@ -1,3 +1,4 @@
+import { concatBytes } from "../../core/bytes.ts";
 /**
  * Protocol transcripts: a request/reply conversation in a text file, replayed on one connection
  * with the exact reply bytes asserted. The same files run against real memcached (proving the
@@ -185,18 +186,6 @@ export async function loadTranscripts(dir: URL): Promise<Transcript[]> {
   return transcripts;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const c of chunks) length += c.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
 function sendBytes(segments: Segment[], vars: Map<string, string>, where: string): Uint8Array {
   const chunks: Uint8Array[] = [];
   for (const s of segments) {
@@ -207,7 +196,7 @@ function sendBytes(segments: Segment[], vars: Map<string, string>, where: string
       chunks.push(latin1(value));
     } else throw new Error(`${where}: placeholder ${s.type} is only valid in expect lines`);
   }
-  return concat(chunks);
+  return concatBytes(chunks);
 }
 
 /**
@@ -222,7 +211,7 @@ export function transcriptRequestBytes(transcript: Transcript, defaultValue = "0
       chunks.push(s.type === "bytes" ? s.bytes : latin1(defaultValue));
     }
   }
-  return concat(chunks);
+  return concatBytes(chunks);
 }
 
 type MatchResult =
@@ -413,7 +402,7 @@ export async function runTranscript(
           s++;
         }
         s--;
-        await connection.write(concat(chunks));
+        await connection.write(concatBytes(chunks));
         continue;
       }
       if (step.type === "closed") {

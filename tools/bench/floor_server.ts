@@ -14,6 +14,8 @@
  *   deno run --allow-net=127.0.0.1 tools/bench/floor_server.ts <port>
  */
 
+import { concatBytes } from "../../core/bytes.ts";
+
 const CR = 13, LF = 10;
 const BUFFER_BYTES = 64 * 1024;
 const latin1 = new TextDecoder("latin1");
@@ -70,19 +72,6 @@ export function answer(
   return start;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const joined = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
-}
-
 async function serve(store: Map<string, Entry>, connection: Deno.TcpConn): Promise<void> {
   connection.setNoDelay(true);
   let buffer = new Uint8Array(BUFFER_BYTES);
@@ -104,7 +93,7 @@ async function serve(store: Map<string, Entry>, connection: Deno.TcpConn): Promi
       start = answer(store, buffer, start, end, replies);
       if (start === end) start = end = 0;
       if (replies.length === 0) continue;
-      const bytes = concat(replies);
+      const bytes = replies.length === 1 ? replies[0] : concatBytes(replies);
       for (let written = 0; written < bytes.length;) {
         written += await connection.write(bytes.subarray(written));
       }

@@ -66,23 +66,40 @@ export function numberLine(value: bigint): Uint8Array {
   return ascii(`${value}\r\n`);
 }
 
-/** "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n" for get/gets/gat/gats. */
-export function valueLine(
-  key: Uint8Array,
-  flags: number,
-  value: Uint8Array,
-  cas?: bigint,
-): Uint8Array {
-  const tail = cas === undefined
-    ? ` ${flags} ${value.length}\r\n`
-    : ` ${flags} ${value.length} ${cas}\r\n`;
-  const out = new Uint8Array(6 + key.length + tail.length + value.length + 2);
-  let at = writeAscii(out, 0, "VALUE ");
-  out.set(key, at);
-  at = writeAscii(out, at + key.length, tail);
-  out.set(value, at);
-  out[at + value.length] = 13;
-  out[at + value.length + 1] = 10;
+/** One item of a get/gets/gat/gats reply (`cas` only for gets/gats). */
+export interface GetReplyValue {
+  readonly key: Uint8Array;
+  readonly flags: number;
+  readonly value: Uint8Array;
+  readonly cas?: bigint;
+}
+
+/**
+ * The whole reply of get/gets/gat/gats: `VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n` per
+ * item, then `END\r\n`, in one allocation (each value is copied once, straight into the reply).
+ */
+export function getReply(values: readonly GetReplyValue[]): Uint8Array {
+  const tails: string[] = [];
+  let bytes = END.length;
+  for (const { key, flags, value, cas } of values) {
+    const tail = cas === undefined
+      ? ` ${flags} ${value.length}\r\n`
+      : ` ${flags} ${value.length} ${cas}\r\n`;
+    tails.push(tail);
+    bytes += 6 + key.length + tail.length + value.length + 2;
+  }
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  values.forEach(({ key, value }, i) => {
+    at = writeAscii(out, at, "VALUE ");
+    out.set(key, at);
+    at = writeAscii(out, at + key.length, tails[i]);
+    out.set(value, at);
+    at += value.length;
+    out[at++] = 13;
+    out[at++] = 10;
+  });
+  out.set(END, at);
   return out;
 }
 

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { parseTextRequest, type TextRequest } from "../core/memcached_text.ts";
 import {
   END,
+  getReply,
   metaArithmeticReply,
   metaDeleteReply,
   metaGetHit,
@@ -17,7 +18,6 @@ import {
   ReplyBuffer,
   serverError,
   STORED,
-  valueLine,
 } from "../core/memcached_text_reply.ts";
 
 function bytes(text: string): Uint8Array {
@@ -44,8 +44,22 @@ function item(partial: Partial<MetaItemFacts>): MetaItemFacts {
 }
 
 Deno.test("classic replies", () => {
-  assert.equal(text(valueLine(bytes("a"), 5, bytes("abc"))), "VALUE a 5 3\r\nabc\r\n");
-  assert.equal(text(valueLine(bytes("a"), 0, bytes(""), 28n)), "VALUE a 0 0 28\r\n\r\n");
+  assert.equal(
+    text(getReply([{ key: bytes("a"), flags: 5, value: bytes("abc") }])),
+    "VALUE a 5 3\r\nabc\r\nEND\r\n",
+  );
+  assert.equal(
+    text(getReply([{ key: bytes("a"), flags: 0, value: bytes(""), cas: 28n }])),
+    "VALUE a 0 0 28\r\n\r\nEND\r\n",
+  );
+  assert.equal(text(getReply([])), "END\r\n");
+  assert.equal(
+    text(getReply([
+      { key: bytes("k1"), flags: 1, value: bytes("x\r\ny") },
+      { key: bytes("k22"), flags: 4294967295, value: bytes("zz"), cas: 7n },
+    ])),
+    "VALUE k1 1 4\r\nx\r\ny\r\nVALUE k22 4294967295 2 7\r\nzz\r\nEND\r\n",
+  );
   assert.equal(text(numberLine(18446744073709551615n)), "18446744073709551615\r\n");
   assert.equal(text(serverError("out of memory")), "SERVER_ERROR out of memory\r\n");
   assert.equal(text(STORED), "STORED\r\n");

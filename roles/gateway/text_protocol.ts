@@ -10,9 +10,10 @@ import {
 } from "../../core/memcached_text.ts";
 import {
   DELETED,
-  END,
   ERROR,
   EXISTS,
+  getReply,
+  type GetReplyValue,
   NON_NUMERIC,
   NOT_FOUND,
   NOT_STORED,
@@ -21,7 +22,6 @@ import {
   serverError,
   STORED,
   TOUCHED,
-  valueLine,
   versionLine,
 } from "../../core/memcached_text_reply.ts";
 import { KUMO_VERSION } from "../../core/messages.ts";
@@ -32,7 +32,6 @@ import { GatewayStats, statLines } from "./stats.ts";
 import { answerStats, type StatEntries, type StatsAnswer } from "./stats_groups.ts";
 import { executeMeta } from "./meta_protocol.ts";
 import { arithmeticCommand, storeCommand, touchCommand } from "../client/memcached_commands.ts";
-import { concatBytes } from "../../core/bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -165,16 +164,17 @@ async function get(
     keys.forEach((key, i) => stats.countDetail(key, "get", results[i].kind === "hit"));
   }
   if (keys.length === 1 && results[0].kind === "error") return serverError("get failed");
-  const parts: Uint8Array[] = [];
-  let bytes = END.length;
+  const hits: GetReplyValue[] = [];
   results.forEach((result, i) => {
     if (result.kind !== "hit") return;
-    const line = valueLine(keys[i], result.flags, result.value, withCas ? result.cas : undefined);
-    parts.push(line);
-    bytes += line.length;
+    hits.push({
+      key: keys[i],
+      flags: result.flags,
+      value: result.value,
+      cas: withCas ? result.cas : undefined,
+    });
   });
-  parts.push(END);
-  return concatBytes(parts, bytes);
+  return getReply(hits);
 }
 
 async function store(

@@ -21,11 +21,17 @@ export { TextClient } from "./text_client.ts";
 
 const LOCALHOST = "127.0.0.1";
 
-/** Fast fault detection and retries, so fault tests finish in seconds. */
+/**
+ * Fast fault detection and retries, so fault tests finish in seconds. Three tries, not two: a
+ * server fences itself after (tries − 1) × keepalive / 3 without hearing a majority
+ * (core/reachability_fence.ts), and with two tries that was 67 ms, which a 2-core machine
+ * running two simulation sweeps beside the tests exceeded (write_ids_test's direct set was
+ * refused "cut off … 66.67 ms"). Three make it 133 ms; a silent server is lost after 600 ms.
+ */
 export const FAST = {
   keepaliveIntervalMs: 200,
   connectTimeoutMs: 500,
-  connectRetryLimit: 2,
+  connectRetryLimit: 3,
   rpcTimeoutMs: 3000,
 } as const;
 

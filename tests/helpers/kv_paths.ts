@@ -9,7 +9,7 @@
  */
 import { Client, type ClientOptions } from "../../roles/client/client.ts";
 import { ClientError } from "../../core/client_error.ts";
-import type { TestCluster } from "./cluster.ts";
+import { FAST, type TestCluster } from "./cluster.ts";
 import { TextClient } from "./text_client.ts";
 
 /** The commands both paths offer (the Client's own signatures). */
@@ -53,9 +53,9 @@ export const clientPath: PathKind = {
 export function clientOptions(cluster: TestCluster, options: PathOptions = {}): ClientOptions {
   return {
     managers: cluster.managerAddresses,
-    keepaliveIntervalMs: 200,
-    connectTimeoutMs: 500,
-    connectRetryLimit: 2,
+    keepaliveIntervalMs: FAST.keepaliveIntervalMs,
+    connectTimeoutMs: FAST.connectTimeoutMs,
+    connectRetryLimit: FAST.connectRetryLimit,
     rpcTimeoutMs: 3000,
     retryDelayMs: 200,
     nowSeconds: cluster.nowSeconds,

@@ -44,6 +44,18 @@ export class CoordinatedWrites {
     this.#flushTimer = undefined;
   }
 
+  /**
+   * The key's replicas as of now, taken where a write is decided — after every wait, never
+   * before one. A ring adopted during the wait (a replace's switch) may add an owner that the
+   * replace copy has already passed: a write sent to the replicas of the ring from before the
+   * wait would miss it, and be acknowledged with that owner keeping the older record for good
+   * (simulation seed 106405: a delete that waited for the key's previous set to replicate).
+   * Throws REFUSED if this server stopped coordinating the key meanwhile.
+   */
+  #targetsNow(dbKey: DbKey): ReplicaTargets {
+    return this.replicator.coordinatorTargets(dbKey.hash);
+  }
+
   async set(params: unknown[]): Promise<bigint | false | 0 | null> {
     const [operation, rawKey, rawValue, rawWriteId, repeat] = params;
     const writeId = typeof rawWriteId === "bigint" ? rawWriteId : undefined;
@@ -86,7 +98,7 @@ export class CoordinatedWrites {
       );
     }
     if (applied !== undefined) {
-      return this.#setAgain(rawKey, dbKey, stored, applied, targets, writeId!);
+      return this.#setAgain(rawKey, dbKey, stored, applied, this.#targetsNow(dbKey), writeId!);
     }
     if (operation === SetOperation.Cas) {
       const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
@@ -97,6 +109,7 @@ export class CoordinatedWrites {
       if (!isLive(stored, this.node.now())) return 0;
       if (stored!.clockTime !== incoming.clockTime) return false;
     }
+    const decidedTargets = this.#targetsNow(dbKey);
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.node.store.putIfNewer(record);
@@ -108,7 +121,7 @@ export class CoordinatedWrites {
         this.node.runtime.monotonicMs(),
       );
     }
-    const replication = this.replicator.replicateRecord(rawKey, record, targets, writeId);
+    const replication = this.replicator.replicateRecord(rawKey, record, decidedTargets, writeId);
     this.replicator.track(dbKey.hash, replication);
     await this.node.store.commit();
     if (operation === SetOperation.SetAsync || this.node.ackBeforeReplicate) {
@@ -187,12 +200,13 @@ export class CoordinatedWrites {
   async delete(params: unknown[]): Promise<boolean | null> {
     const [flags, rawKey] = params;
     const dbKey = dbKeyOf(rawKey);
-    const targets = this.replicator.coordinatorTargets(dbKey.hash);
+    this.replicator.coordinatorTargets(dbKey.hash); // refuses early when not the coordinator
     this.node.counters.cmdDelete++;
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
     const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
     if (settle) await settle;
+    const targets = this.#targetsNow(dbKey);
     const current = this.node.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.node.now())) return false;
     const clockTime = this.#versionAfter(current);
@@ -225,13 +239,14 @@ export class CoordinatedWrites {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed mutate request");
     }
     const options = mutationOptions(rawOptions, dbKey);
-    const targets = this.replicator.coordinatorTargets(dbKey.hash);
+    this.replicator.coordinatorTargets(dbKey.hash); // refuses early when not the coordinator
     if (operation === MutateOperation.Delete) this.node.counters.cmdDelete++;
     else this.node.counters.cmdSet++;
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
     const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
     if (settle) await settle;
+    const targets = this.#targetsNow(dbKey);
     const stored = this.node.store.get(dbKey.key, dbKey.hash);
     let outcome;
     try {

@@ -26,6 +26,14 @@ import type { Reads } from "./reads.ts";
 import type { ReplicaTargets, Replicator } from "./replication.ts";
 import { copyBytes, dbKeyOf, mutationOptions, tombstone, UINT64_MAX } from "./request_params.ts";
 import type { TombstoneCollector } from "./tombstone_collector.ts";
+import type { HashSpace } from "../../core/hash_space.ts";
+
+/** A key's replicas and the rings they were computed from. */
+interface TargetsAt {
+  readonly targets: ReplicaTargets;
+  readonly writeRing: HashSpace;
+  readonly readRing: HashSpace;
+}
 
 export class CoordinatedWrites {
   #flushTimer: TimerHandle | undefined;
@@ -44,15 +52,31 @@ export class CoordinatedWrites {
     this.#flushTimer = undefined;
   }
 
+  /** The key's replicas, with the rings they come from; REFUSED when not its coordinator. */
+  #targets(dbKey: DbKey): TargetsAt {
+    const node = this.node;
+    return {
+      targets: this.replicator.coordinatorTargets(dbKey.hash),
+      writeRing: node.writeHashSpace,
+      readRing: node.readHashSpace,
+    };
+  }
+
   /**
    * The key's replicas as of now, taken where a write is decided — after every wait, never
    * before one. A ring adopted during the wait (a replace's switch) may add an owner that the
    * replace copy has already passed: a write sent to the replicas of the ring from before the
    * wait would miss it, and be acknowledged with that owner keeping the older record for good
    * (simulation seed 106405: a delete that waited for the key's previous set to replicate).
-   * Throws REFUSED if this server stopped coordinating the key meanwhile.
+   * Rings are replaced, never changed in place, so `earlier` stands while both are the same
+   * objects (no wait, or no ring change: the common case, computed once). Throws REFUSED if
+   * this server stopped coordinating the key meanwhile.
    */
-  #targetsNow(dbKey: DbKey): ReplicaTargets {
+  #targetsNow(dbKey: DbKey, earlier: TargetsAt): ReplicaTargets {
+    const node = this.node;
+    if (earlier.writeRing === node.writeHashSpace && earlier.readRing === node.readHashSpace) {
+      return earlier.targets;
+    }
     return this.replicator.coordinatorTargets(dbKey.hash);
   }
 
@@ -70,7 +94,8 @@ export class CoordinatedWrites {
     ) {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, `unknown set operation ${operation}`);
     }
-    const targets = this.replicator.coordinatorTargets(dbKey.hash);
+    const early = this.#targets(dbKey);
+    const targets = early.targets;
     this.node.counters.cmdSet++;
     // Also for plain sets: the version must be newer than the copy still on its way here.
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
@@ -98,7 +123,14 @@ export class CoordinatedWrites {
       );
     }
     if (applied !== undefined) {
-      return this.#setAgain(rawKey, dbKey, stored, applied, this.#targetsNow(dbKey), writeId!);
+      return this.#setAgain(
+        rawKey,
+        dbKey,
+        stored,
+        applied,
+        this.#targetsNow(dbKey, early),
+        writeId!,
+      );
     }
     if (operation === SetOperation.Cas) {
       const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
@@ -109,7 +141,7 @@ export class CoordinatedWrites {
       if (!isLive(stored, this.node.now())) return 0;
       if (stored!.clockTime !== incoming.clockTime) return false;
     }
-    const decidedTargets = this.#targetsNow(dbKey);
+    const decidedTargets = this.#targetsNow(dbKey, early);
     const clockTime = this.#versionAfter(stored);
     const record: StoredRecord = { ...incoming, key: copyBytes(incoming.key), clockTime };
     this.node.store.putIfNewer(record);
@@ -200,13 +232,13 @@ export class CoordinatedWrites {
   async delete(params: unknown[]): Promise<boolean | null> {
     const [flags, rawKey] = params;
     const dbKey = dbKeyOf(rawKey);
-    this.replicator.coordinatorTargets(dbKey.hash); // refuses early when not the coordinator
+    const early = this.#targets(dbKey); // refuses early when not the coordinator
     this.node.counters.cmdDelete++;
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
     const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
     if (settle) await settle;
-    const targets = this.#targetsNow(dbKey);
+    const targets = this.#targetsNow(dbKey, early);
     const current = this.node.store.get(dbKey.key, dbKey.hash);
     if (!isLive(current, this.node.now())) return false;
     const clockTime = this.#versionAfter(current);
@@ -239,14 +271,14 @@ export class CoordinatedWrites {
       throw new RpcError(RpcErrorCode.PROTOCOL_ERROR, "malformed mutate request");
     }
     const options = mutationOptions(rawOptions, dbKey);
-    this.replicator.coordinatorTargets(dbKey.hash); // refuses early when not the coordinator
+    const early = this.#targets(dbKey); // refuses early when not the coordinator
     if (operation === MutateOperation.Delete) this.node.counters.cmdDelete++;
     else this.node.counters.cmdSet++;
     const refresh = this.reads.refreshFromReadOwner(rawKey, dbKey);
     if (refresh) await refresh;
     const settle = this.reads.settleBeforeDeciding(rawKey, dbKey);
     if (settle) await settle;
-    const targets = this.#targetsNow(dbKey);
+    const targets = this.#targetsNow(dbKey, early);
     const stored = this.node.store.get(dbKey.key, dbKey.hash);
     let outcome;
     try {

@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { withoutTaskSeparator } from "../core/command_line.ts";
-import { fill, sampleWhile, serverRss } from "./bench/memory.ts";
+import { fill, readBack, sampleWhile, serverRss } from "./bench/memory.ts";
 import { CpuMeter, type MemoryKiB, memoryKiB } from "./bench/proc_stats.ts";
 import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
 import {
@@ -39,6 +39,9 @@ import {
 const HOST = "127.0.0.1";
 const CONNECTIONS = 16;
 const THREADS = 2;
+/** How long --memory watches the servers idle after the bulk load and read-back, and how often. */
+const SETTLE_MS = 90_000;
+const SETTLE_SAMPLE_MS = 15_000;
 
 interface Workload {
   readonly name: string;
@@ -66,7 +69,8 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
   --floor               also run each workload against tools/bench/floor_server.ts: a Deno
                         process answering get/set from a Map (the runtime's cost of one hop)
   --memory              instead: fill --keys keys of --value-bytes through the gateway and
-                        print each server's RSS, then print the gateway's RSS every 10 s
+                        print each server's RSS, again after reading every key back and
+                        through 90 s idle, then print the gateway's RSS every 10 s
                         through --soak of the 64 B / 1 KiB mix
   --keys <1000000>  --value-bytes <100>  --soak <10m>
 Needs memcached and memcaslap: apt-get install -y memcached libmemcached-tools`;
@@ -398,14 +402,39 @@ async function measureMemory(
     const seconds = (performance.now() - fillStartMs) / 1000;
     console.log(`  ${stored} stored, ${Math.round(stored / seconds)} sets/s`);
   });
+  const describeRss = (rss: Record<string, MemoryKiB>) =>
+    Object.entries(rss).map(([name, m]) =>
+      `${name} ${(m.rssKiB / 1024).toFixed(0)} (heap ${(m.anonKiB / 1024).toFixed(0)}, ` +
+      `mapped file ${(m.fileKiB / 1024).toFixed(0)})`
+    ).join(", ");
   const serverRssKiB = await serverRss(processes);
+  console.log(`server RSS with every key, MiB: ${describeRss(serverRssKiB)}`);
+  console.log("reading every key back, 100 a request...");
+  const readStartMs = performance.now();
+  const hits = await readBack(processes.gatewayPort, keys, (read) => {
+    const seconds = (performance.now() - readStartMs) / 1000;
+    console.log(`  ${read} read, ${Math.round(read / seconds)} keys/s`);
+  });
+  if (hits !== keys) console.log(`  (${keys - hits} keys missing)`);
+  const serverRssAfterReadKiB = await serverRss(processes);
   console.log(
-    "server RSS with every key, MiB: " +
-      Object.entries(serverRssKiB).map(([name, m]) =>
-        `${name} ${(m.rssKiB / 1024).toFixed(0)} (heap ${(m.anonKiB / 1024).toFixed(0)}, ` +
-        `mapped file ${(m.fileKiB / 1024).toFixed(0)})`
-      ).join(", "),
+    `server RSS after reading every key (read caches full), MiB: ` +
+      describeRss(serverRssAfterReadKiB),
   );
+  // Right after a bulk load the V8 heap still holds its garbage; V8's memory reducer collects it
+  // once the process has been quiet for a while. Both figures are reported.
+  console.log(`idle for ${SETTLE_MS / 1000} s, server RSS, MiB:`);
+  let serverRssSettledKiB = serverRssAfterReadKiB;
+  for (let waitedMs = 0; waitedMs < SETTLE_MS; waitedMs += SETTLE_SAMPLE_MS) {
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_SAMPLE_MS));
+    serverRssSettledKiB = await serverRss(processes);
+    console.log(
+      `  ${(waitedMs + SETTLE_SAMPLE_MS) / 1000}s ` +
+        Object.entries(serverRssSettledKiB).map(([name, m]) =>
+          `${name} ${(m.rssKiB / 1024).toFixed(0)}`
+        ).join(" "),
+    );
+  }
   const configPath = `${processes.dataDir}/soak.cfg`;
   await Deno.writeTextFile(configPath, memcaslapConfig(WORKLOADS[0]));
   console.log(`gateway RSS through ${options.soak} of the ${WORKLOADS[0].name}, MiB:`);
@@ -422,7 +451,18 @@ async function measureMemory(
   if (options.json) {
     await Deno.writeTextFile(
       options.json,
-      JSON.stringify({ keys, valueBytes, serverRssKiB, gatewayRssKiB }, null, 2) + "\n",
+      JSON.stringify(
+        {
+          keys,
+          valueBytes,
+          serverRssKiB,
+          serverRssAfterReadKiB,
+          serverRssSettledKiB,
+          gatewayRssKiB,
+        },
+        null,
+        2,
+      ) + "\n",
     );
   }
   return 0;

@@ -4,6 +4,7 @@
  */
 import { type MemoryKiB, memoryKiB } from "./proc_stats.ts";
 import type { BenchProcesses } from "./processes.ts";
+import { ReplyCounter } from "./text_load.ts";
 
 const encoder = new TextEncoder();
 /** Sets sent per write while filling; each batch ends with one acknowledged set. */
@@ -46,11 +47,51 @@ export async function fill(
   }
 }
 
+/** Keys per `get` while reading back. */
+const READ_BATCH = 100;
+
+/**
+ * Reads every key `fill` stored back through the gateway, `READ_BATCH` keys a request, so that
+ * each server's read cache holds what a read load leaves in it; returns how many were hits.
+ */
+export async function readBack(
+  port: number,
+  count: number,
+  onProgress: (read: number) => void,
+): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const replies = new ReplyCounter();
+  const chunk = new Uint8Array(256 * 1024);
+  try {
+    for (let start = 0; start < count; start += READ_BATCH) {
+      const end = Math.min(count, start + READ_BATCH);
+      const keys = Array.from({ length: end - start }, (_, i) => `memkey:${start + i}`);
+      const bytes = encoder.encode(`get ${keys.join(" ")}\r\n`);
+      for (let offset = 0; offset < bytes.length;) {
+        offset += await conn.write(bytes.subarray(offset));
+      }
+      let completed = 0;
+      while (completed === 0) {
+        const read = await conn.read(chunk);
+        if (read === null) throw new Error("readBack: the gateway closed the connection");
+        completed = replies.push(chunk.subarray(0, read));
+      }
+      if (replies.errors > 0) throw new Error("readBack: the gateway answered an error");
+      if ((end / READ_BATCH) % 2000 === 0 || end === count) onProgress(end);
+    }
+  } finally {
+    conn.close();
+  }
+  return replies.hits;
+}
+
 export interface MemoryReport {
   readonly keys: number;
   readonly valueBytes: number;
   /** Memory of each server after the fill. */
   readonly serverRssKiB: Record<string, MemoryKiB>;
+  /** And after every key was read back once (read caches full). */
+  readonly serverRssAfterReadKiB: Record<string, MemoryKiB>;
   /** Gateway RSS sampled through the soak: [seconds since start, KiB]. */
   readonly gatewayRssKiB: [number, number][];
 }

@@ -21,6 +21,11 @@ export interface SqliteStoreOptions {
    * 1000 pages (SQLite's own behaviour, which stalls the event loop for the whole copy).
    */
   readonly checkpointIntervalMs?: number;
+  /**
+   * Bytes of records kept after a get so that the next get of the key skips SQLite (default
+   * 24 MiB: see DEFAULT_READ_CACHE_BYTES; 0 turns the cache off).
+   */
+  readonly readCacheBytes?: number;
   /** How long a statement waits for a lock held by another connection, ms (default 5000). */
   readonly busyTimeoutMs?: number;
   readonly commitMode?: CommitMode;
@@ -36,6 +41,8 @@ export interface SqliteStoreOptions {
 }
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 250;
+/** The read cache's budget (read_cache.ts). */
+export const DEFAULT_READ_CACHE_BYTES = 24 * 1024 * 1024;
 /**
  * A small page cache: reads of the database file come through the memory map, so the cache
  * holds mostly the pages of the transaction under way. At the end of every write transaction

@@ -34,9 +34,11 @@ import {
   checkFileOpenable,
   configure,
   DEFAULT_CHECKPOINT_INTERVAL_MS,
+  DEFAULT_READ_CACHE_BYTES,
   type SqliteStoreOptions,
 } from "./connection.ts";
 import { type CommitMode, type CommitWaiter, scheduleCommit } from "./group_commit.ts";
+import { ReadCache } from "./read_cache.ts";
 import {
   clockBeforeSql,
   clockFromSql,
@@ -74,6 +76,8 @@ export class SqliteStore implements Store {
   readonly #checkpoints: CheckpointWorker | undefined;
   readonly #checkpointStatement: StatementSync;
   readonly #pageSizeBytes: number;
+  /** Records read, so that a repeated get skips SQLite (read_cache.ts); none if 0 bytes. */
+  readonly #readCache: ReadCache | undefined;
   /** The worker checkpointed; the frames written since are to be copied between transactions. */
   #finishCheckpointPending = false;
   #inTransaction = false;
@@ -110,6 +114,8 @@ export class SqliteStore implements Store {
     this.#commitStatement = prepare("COMMIT");
     this.#checkpointStatement = prepare("PRAGMA wal_checkpoint(PASSIVE)");
     this.#pageSizeBytes = Number(db.prepare("PRAGMA page_size").get()?.page_size);
+    const readCacheBytes = options.readCacheBytes ?? DEFAULT_READ_CACHE_BYTES;
+    this.#readCache = readCacheBytes > 0 ? new ReadCache(readCacheBytes) : undefined;
     const checkpointIntervalMs = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     this.#checkpoints = path === ":memory:" || checkpointIntervalMs === 0
       ? undefined
@@ -145,6 +151,8 @@ export class SqliteStore implements Store {
   }
 
   get(key: Uint8Array, hash: bigint): StoredRecord | undefined {
+    const cached = this.#closed ? undefined : this.#readCache?.get(key, hash);
+    if (cached !== undefined) return cached;
     // Reads join the turn's transaction: a statement outside one is a read transaction of its
     // own, whose WAL read lock costs two fcntl calls.
     this.#openTurnTransaction();
@@ -152,7 +160,7 @@ export class SqliteStore implements Store {
       | Omit<RecordRow, "hash" | "key">
       | undefined;
     if (row === undefined) return undefined;
-    return {
+    const record: StoredRecord = {
       key,
       hash,
       clockTime: clockFromSql(row.clock),
@@ -160,6 +168,8 @@ export class SqliteStore implements Store {
       expireAt: Number(row.expire),
       value: row.value,
     };
+    this.#readCache?.set(record);
+    return record;
   }
 
   put(record: StoredRecord): void {
@@ -173,33 +183,43 @@ export class SqliteStore implements Store {
   /** Runs an upsert of `record`; returns whether a row was inserted or updated. */
   #write(statement: StatementSync, record: StoredRecord): boolean {
     assertValidRecord(record);
-    this.#beforeWrite();
-    const result = statement.run(
-      hashToSql(record.hash),
-      record.key,
-      clockToSql(record.clockTime),
-      record.flags,
-      record.expireAt,
-      record.value,
-    );
+    this.#beforeWrite(record.hash);
+    let result;
+    try {
+      result = statement.run(
+        hashToSql(record.hash),
+        record.key,
+        clockToSql(record.clockTime),
+        record.flags,
+        record.expireAt,
+        record.value,
+      );
+    } catch (error) {
+      throw this.#writeFailed(error);
+    }
     this.#checkpoints?.wrote();
     return result.changes !== 0 && result.changes !== 0n;
   }
 
   removeTombstoneIfNotNewer(key: Uint8Array, hash: bigint, clockTime: bigint): boolean {
     assertUint64("clockTime", clockTime);
-    this.#beforeWrite();
-    const result = this.#removeTombstoneStatement.run(
-      hashToSql(hash),
-      key,
-      clockToSql(clockTime),
-    );
+    this.#beforeWrite(hash);
+    let result;
+    try {
+      result = this.#removeTombstoneStatement.run(hashToSql(hash), key, clockToSql(clockTime));
+    } catch (error) {
+      throw this.#writeFailed(error);
+    }
     return result.changes !== 0 && result.changes !== 0n;
   }
 
   remove(key: Uint8Array, hash: bigint): boolean {
-    this.#beforeWrite();
-    return Number(this.#deleteStatement.run(hashToSql(hash), key).changes) > 0;
+    this.#beforeWrite(hash);
+    try {
+      return Number(this.#deleteStatement.run(hashToSql(hash), key).changes) > 0;
+    } catch (error) {
+      throw this.#writeFailed(error);
+    }
   }
 
   count(): number {
@@ -254,6 +274,7 @@ export class SqliteStore implements Store {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#readCache?.clear();
     this.#checkpoints?.close();
     for (const fail of [...this.#runningBackups]) fail(new Error("store closed"));
     const commitError = this.#inTransaction ? this.#commitNow() : undefined;
@@ -278,9 +299,20 @@ export class SqliteStore implements Store {
     }
   }
 
-  #beforeWrite(): void {
+  /** Before a statement that may change the key of `hash`: its cached record goes. */
+  #beforeWrite(hash: bigint): void {
     if (this.#closed) throw new Error(`Store "${this.path}" is closed`);
+    this.#readCache?.drop(hash);
     this.#openTurnTransaction();
+  }
+
+  /**
+   * A changing statement failed. SQLite may have rolled back the whole transaction (some I/O
+   * errors do), undoing writes whose rows the cache may hold: the cache is cleared.
+   */
+  #writeFailed(error: unknown): unknown {
+    this.#readCache?.clear();
+    return error;
   }
 
   /** The reads and writes of one event-loop turn share one transaction (group commit). */
@@ -307,6 +339,8 @@ export class SqliteStore implements Store {
       this.#commitStatement.run();
     } catch (error) {
       failure = toError(error);
+      // The rolled-back writes may have been read back into the cache.
+      this.#readCache?.clear();
       this.#rollbackAfterFailure();
     }
     for (const waiter of waiters) {

@@ -38,6 +38,9 @@ const CLUSTER_KEY_FILE_NAME = "cluster.key";
 /** The daemons: their files live in the data directory, and `-d` starts the binary again. */
 const DAEMONS = new Set(["manager", "server", "gateway"]);
 
+/** The server's heap growth bound, as tools/launch.sh applies it (see the reason there). */
+const SERVER_V8_FLAGS = "--v8-flags=--heap-growing-percent=50";
+
 async function compile(
   name: string,
   permissionSet: string,
@@ -63,6 +66,7 @@ async function compile(
       "--no-prompt",
       `-P=${permissionSet}`,
       ...daemonGrants,
+      ...(permissionSet === "server" ? [SERVER_V8_FLAGS] : []),
       "--config",
       `${ROOT}deno.json`,
       "-o",

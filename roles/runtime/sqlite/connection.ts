@@ -13,7 +13,7 @@ const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 export interface SqliteStoreOptions {
   /** SQLite page cache, KiB (default 4 MiB: see DEFAULT_CACHE_SIZE_KIB). */
   readonly cacheSizeKiB?: number;
-  /** Memory-mapped I/O window, bytes (default 96 MiB; 0 disables). */
+  /** Memory-mapped I/O window, bytes (default 64 MiB; 0 disables). */
   readonly mmapSizeBytes?: number;
   /**
    * How often, while writes come in, a worker thread checkpoints the WAL into the database
@@ -55,9 +55,12 @@ const DEFAULT_CACHE_SIZE_KIB = 4 * 1024;
  * count in the server's RSS: with 256 MiB, a server holding 1M keys of 100 B had 212 MiB of
  * its 327 MiB RSS in mapped file pages (the rest: ~110 MiB of heap, ~40 MiB of the deno
  * binary's own pages); with 128 MiB, 274–288 MiB. Beyond the map, pages are read with pread
- * into the page cache; an interleaved A/B showed no CPU difference between 256 and 128 MiB.
+ * into the page cache; an interleaved A/B showed no CPU difference between 256 and 128 MiB, nor
+ * (ABBA, 2026-12-01) between 96 and 64 MiB. At 64 MiB, with V8's heap growth bounded
+ * (tools/launch.sh), a server holding 1M keys of 100 B peaked at 274-276 MiB right after reading
+ * every key back, where at 96 MiB it reached 303-308.
  */
-const DEFAULT_MMAP_SIZE_BYTES = 96 * 1024 * 1024;
+const DEFAULT_MMAP_SIZE_BYTES = 64 * 1024 * 1024;
 /**
  * SQLite's own checkpoint inside COMMIT, with the worker on: only a backstop should the worker
  * fall far behind (64k pages = 256 MiB of WAL).

@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import { withoutTaskSeparator } from "../core/command_line.ts";
-import { fill, readBack, sampleWhile, serverRss } from "./bench/memory.ts";
+import { fill, type MemoryReport, readBack, sampleWhile, serverRss } from "./bench/memory.ts";
 import { CpuMeter, type MemoryKiB, memoryKiB } from "./bench/proc_stats.ts";
 import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
 import {
@@ -449,20 +449,17 @@ async function measureMemory(
       .join("  "),
   );
   if (options.json) {
+    const report: MemoryReport = {
+      keys,
+      valueBytes,
+      serverRssKiB,
+      serverRssAfterReadKiB,
+      serverRssSettledKiB,
+      gatewayRssKiB,
+    };
     await Deno.writeTextFile(
       options.json,
-      JSON.stringify(
-        {
-          keys,
-          valueBytes,
-          serverRssKiB,
-          serverRssAfterReadKiB,
-          serverRssSettledKiB,
-          gatewayRssKiB,
-        },
-        null,
-        2,
-      ) + "\n",
+      JSON.stringify(report, null, 2) + "\n",
     );
   }
   return 0;

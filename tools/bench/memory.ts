@@ -92,6 +92,8 @@ export interface MemoryReport {
   readonly serverRssKiB: Record<string, MemoryKiB>;
   /** And after every key was read back once (read caches full). */
   readonly serverRssAfterReadKiB: Record<string, MemoryKiB>;
+  /** And at the end of the idle wait that follows (V8's memory reducer has run). */
+  readonly serverRssSettledKiB: Record<string, MemoryKiB>;
   /** Gateway RSS sampled through the soak: [seconds since start, KiB]. */
   readonly gatewayRssKiB: [number, number][];
 }

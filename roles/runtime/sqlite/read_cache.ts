@@ -106,13 +106,13 @@ export class ReadCache {
    */
   set(stored: StoredRecord): void {
     const bytes = (stored.value?.length ?? 0) + stored.key.length + ENTRY_OVERHEAD_BYTES;
-    if (bytes > this.#budgetBytes || !this.#missedBefore(stored.hash)) return;
+    const id = idOf(stored.hash);
+    if (bytes > this.#budgetBytes || !this.#missedBefore(id)) return;
     const record = {
       ...stored,
       key: owned(stored.key),
       value: stored.value === null ? null : owned(stored.value),
     };
-    const id = idOf(record.hash);
     this.#forget(this.#entries.get(id));
     if (this.#queued === this.#queue.length) this.#evictOne();
     const slot = (this.#head + this.#queued) % this.#queue.length;
@@ -142,9 +142,9 @@ export class ReadCache {
     this.#heldBytes = 0;
   }
 
-  /** Whether the key's doorkeeper bit was set; sets it. */
-  #missedBefore(hash: bigint): boolean {
-    const bit = idOf(hash) % DOORKEEPER_BITS;
+  /** Whether the doorkeeper bit of the key with this id was set; sets it. */
+  #missedBefore(id: number): boolean {
+    const bit = id % DOORKEEPER_BITS;
     const word = bit >>> 5, mask = 1 << (bit & 31);
     if ((this.#doorkeeper[word] & mask) !== 0) return true;
     if (++this.#doorkeeperMarks > DOORKEEPER_RESET_MARKS) {

@@ -22,7 +22,12 @@
  * and a simulated runtime opens a store of its own (a MemoryStore) that never runs this code.
  */
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import {
+  DatabaseSync,
+  type SQLInputValue,
+  type StatementResultingChanges,
+  type StatementSync,
+} from "node:sqlite";
 import { setImmediate } from "node:timers";
 import type { Store, StoredRecord } from "../../../core/store.ts";
 import { assertHashRange, assertUint64, assertValidRecord } from "../../../core/memory_store.ts";
@@ -183,43 +188,34 @@ export class SqliteStore implements Store {
   /** Runs an upsert of `record`; returns whether a row was inserted or updated. */
   #write(statement: StatementSync, record: StoredRecord): boolean {
     assertValidRecord(record);
-    this.#beforeWrite(record.hash);
-    let result;
-    try {
-      result = statement.run(
-        hashToSql(record.hash),
-        record.key,
-        clockToSql(record.clockTime),
-        record.flags,
-        record.expireAt,
-        record.value,
-      );
-    } catch (error) {
-      throw this.#writeFailed(error);
-    }
+    const result = this.#change(
+      record.hash,
+      statement,
+      hashToSql(record.hash),
+      record.key,
+      clockToSql(record.clockTime),
+      record.flags,
+      record.expireAt,
+      record.value,
+    );
     this.#checkpoints?.wrote();
     return result.changes !== 0 && result.changes !== 0n;
   }
 
   removeTombstoneIfNotNewer(key: Uint8Array, hash: bigint, clockTime: bigint): boolean {
     assertUint64("clockTime", clockTime);
-    this.#beforeWrite(hash);
-    let result;
-    try {
-      result = this.#removeTombstoneStatement.run(hashToSql(hash), key, clockToSql(clockTime));
-    } catch (error) {
-      throw this.#writeFailed(error);
-    }
+    const result = this.#change(
+      hash,
+      this.#removeTombstoneStatement,
+      hashToSql(hash),
+      key,
+      clockToSql(clockTime),
+    );
     return result.changes !== 0 && result.changes !== 0n;
   }
 
   remove(key: Uint8Array, hash: bigint): boolean {
-    this.#beforeWrite(hash);
-    try {
-      return Number(this.#deleteStatement.run(hashToSql(hash), key).changes) > 0;
-    } catch (error) {
-      throw this.#writeFailed(error);
-    }
+    return Number(this.#change(hash, this.#deleteStatement, hashToSql(hash), key).changes) > 0;
   }
 
   count(): number {
@@ -299,20 +295,25 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** Before a statement that may change the key of `hash`: its cached record goes. */
-  #beforeWrite(hash: bigint): void {
+  /**
+   * Runs a statement that may change the key of `hash`, in the turn's transaction: the key's
+   * cached record goes first. If the statement fails, SQLite may have rolled back the whole
+   * transaction (some I/O errors do), undoing writes whose rows the cache may hold: it is cleared.
+   */
+  #change(
+    hash: bigint,
+    statement: StatementSync,
+    ...params: SQLInputValue[]
+  ): StatementResultingChanges {
     if (this.#closed) throw new Error(`Store "${this.path}" is closed`);
     this.#readCache?.drop(hash);
     this.#openTurnTransaction();
-  }
-
-  /**
-   * A changing statement failed. SQLite may have rolled back the whole transaction (some I/O
-   * errors do), undoing writes whose rows the cache may hold: the cache is cleared.
-   */
-  #writeFailed(error: unknown): unknown {
-    this.#readCache?.clear();
-    return error;
+    try {
+      return statement.run(...params);
+    } catch (error) {
+      this.#readCache?.clear();
+      throw error;
+    }
   }
 
   /** The reads and writes of one event-loop turn share one transaction (group commit). */

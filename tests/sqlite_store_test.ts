@@ -4,6 +4,11 @@ import fc from "fast-check";
 import { makeClockTime } from "../core/clock_time.ts";
 import { MemoryStore } from "../core/memory_store.ts";
 import type { Store, StoredRecord } from "../core/store.ts";
+import {
+  configure,
+  isSqliteVersionAtLeast,
+  MIN_SQLITE_VERSION,
+} from "../roles/runtime/sqlite/connection.ts";
 import { SqliteStore, type SqliteStoreOptions } from "../roles/runtime/sqlite/store.ts";
 import { bytes, plain, record, storeConformance } from "./store_conformance.ts";
 
@@ -521,4 +526,42 @@ Deno.test("SqliteStore: behaves like MemoryStore on random operation sequences",
       { seed, numRuns: 100 },
     );
   });
+});
+
+Deno.test("SqliteStore: SQLite versions with the WAL-reset bug are told apart from fixed ones", () => {
+  assert.equal(isSqliteVersionAtLeast("3.53.2", MIN_SQLITE_VERSION), true);
+  assert.equal(isSqliteVersionAtLeast("3.51.3", MIN_SQLITE_VERSION), true);
+  assert.equal(isSqliteVersionAtLeast("3.52.0", MIN_SQLITE_VERSION), true);
+  assert.equal(isSqliteVersionAtLeast("4.0.0", MIN_SQLITE_VERSION), true);
+  assert.equal(isSqliteVersionAtLeast("3.51.2", MIN_SQLITE_VERSION), false);
+  assert.equal(isSqliteVersionAtLeast("3.45.10", MIN_SQLITE_VERSION), false);
+  assert.equal(isSqliteVersionAtLeast("2.99.99", MIN_SQLITE_VERSION), false);
+  assert.equal(isSqliteVersionAtLeast("", MIN_SQLITE_VERSION), false);
+  assert.equal(isSqliteVersionAtLeast("three", MIN_SQLITE_VERSION), false);
+  const part = fc.integer({ min: 0, max: 200 });
+  const triple = fc.tuple(part, part, part);
+  fc.assert(fc.property(triple, triple, (version, minimum) => {
+    const expected = version[0] !== minimum[0]
+      ? version[0] > minimum[0]
+      : version[1] !== minimum[1]
+      ? version[1] > minimum[1]
+      : version[2] >= minimum[2];
+    return isSqliteVersionAtLeast(version.join("."), minimum) === expected;
+  }));
+});
+
+Deno.test("SqliteStore: a runtime whose SQLite has the WAL-reset bug is refused", () => {
+  // node:sqlite in the pinned Deno is new enough, so the check is fed an older version.
+  const olderSqlite = {
+    prepare: () => ({ get: () => ({ v: "3.51.2" }) }),
+    exec: () => assert.fail("no pragma may run on a refused SQLite"),
+  } as unknown as DatabaseSync;
+  assert.throws(() => configure(olderSqlite, {}), /SQLite is 3\.51\.2.*WAL-reset.*deno@2\.9\.6/);
+  const running = new DatabaseSync(":memory:");
+  try {
+    const version = String(running.prepare("SELECT sqlite_version() AS v").get()?.v);
+    assert.ok(isSqliteVersionAtLeast(version, MIN_SQLITE_VERSION), `node:sqlite is ${version}`);
+  } finally {
+    running.close();
+  }
 });

@@ -40,6 +40,29 @@ export interface SqliteStoreOptions {
   readonly mustExist?: boolean;
 }
 
+/**
+ * The oldest SQLite a store runs on. Versions 3.7.0-3.51.2 have the WAL-reset bug: a checkpoint on
+ * one connection racing a commit on another that restarts the WAL can leave the WAL index saying
+ * frames were copied that were not, and the database corrupt — and a store always has two
+ * connections doing exactly that (the serving one and the checkpoint worker's). 3.51.3 fixed it
+ * (docs/architecture.md §5). Deno 2.9.6's node:sqlite is 3.53.2; an older runtime is refused.
+ */
+export const MIN_SQLITE_VERSION: readonly [number, number, number] = [3, 51, 3];
+
+/** Whether a `sqlite_version()` string ("3.53.2") is at least `minimum`; false if unreadable. */
+export function isSqliteVersionAtLeast(
+  version: string,
+  minimum: readonly [number, number, number],
+): boolean {
+  const parts = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!parts) return false;
+  for (let i = 0; i < 3; i++) {
+    const part = Number(parts[i + 1]);
+    if (part !== minimum[i]) return part > minimum[i];
+  }
+  return true;
+}
+
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 250;
 /** The read cache's budget (read_cache.ts). */
 export const DEFAULT_READ_CACHE_BYTES = 24 * 1024 * 1024;
@@ -91,7 +114,10 @@ export function checkFileExists(path: string): void {
   if (!info.isFile) throw new Error(`Cannot open store "${path}": not a file`);
 }
 
-/** Sets the pragmas; refuses bad options and a file system where WAL mode is unavailable. */
+/**
+ * Sets the pragmas; refuses bad options, a SQLite older than MIN_SQLITE_VERSION and a file
+ * system where WAL mode is unavailable.
+ */
 export function configure(db: DatabaseSync, options: SqliteStoreOptions): void {
   const cacheSizeKiB = options.cacheSizeKiB ?? DEFAULT_CACHE_SIZE_KIB;
   const mmapSizeBytes = options.mmapSizeBytes ?? DEFAULT_MMAP_SIZE_BYTES;
@@ -99,6 +125,13 @@ export function configure(db: DatabaseSync, options: SqliteStoreOptions): void {
   const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
   for (const value of [cacheSizeKiB, mmapSizeBytes, checkpointIntervalMs, busyTimeoutMs]) {
     if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`Bad option ${value}`);
+  }
+  const sqliteVersion = String(db.prepare("SELECT sqlite_version() AS v").get()?.v);
+  if (!isSqliteVersionAtLeast(sqliteVersion, MIN_SQLITE_VERSION)) {
+    throw new Error(
+      `this runtime's SQLite is ${sqliteVersion}, which has the WAL-reset corruption bug ` +
+        `(fixed in ${MIN_SQLITE_VERSION.join(".")}); run kumo with deno@2.9.6`,
+    );
   }
   db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
   // Concurrent readers (backup, the checkpoint worker) and cheap commits both need WAL; a

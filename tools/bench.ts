@@ -7,6 +7,8 @@
  *   alternating for `--rounds` rounds; the median TPS of each and their ratio.
  * - CPU µs per operation of every process (utime + stime deltas from /proc over each run,
  *   divided by the operations memcaslap counted): memcached, manager, each server, gateway.
+ * - Context switches per operation of the same processes (all threads, from /proc), beside
+ *   memcached's: how often a request's path puts a process to sleep and wakes it.
  * - Latency p50 / p99 / p99.9 of the primary mix at half of kumo's median peak rate, for both.
  * - A pipelined multi-get: `get` of 100 keys, 4 connections with 4 requests in flight each.
  * - Peak RSS of every process.
@@ -25,7 +27,7 @@
 import { parseArgs } from "node:util";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { fill, type MemoryReport, readBack, sampleWhile, serverRss } from "./bench/memory.ts";
-import { CpuMeter, type MemoryKiB, memoryKiB } from "./bench/proc_stats.ts";
+import { type MemoryKiB, memoryKiB, ProcessMeter } from "./bench/proc_stats.ts";
 import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
 import {
   type LatencyResult,
@@ -80,6 +82,8 @@ interface Run {
   readonly ops: number;
   /** CPU µs per operation of each process that served the run. */
   readonly cpuMicrosPerOp: Record<string, number>;
+  /** Context switches per operation of each process (all its threads). */
+  readonly switchesPerOp: Record<string, number>;
 }
 
 type Target = "memcached" | "kumo" | "floor";
@@ -134,7 +138,7 @@ async function measureRun(
   time: string,
 ): Promise<Run> {
   const names = [...processes.pids.keys()].filter((name) => targetProcesses(target, name));
-  const meter = new CpuMeter(new Map(names.map((name) => [name, processes.pids.get(name)!])));
+  const meter = new ProcessMeter(new Map(names.map((name) => [name, processes.pids.get(name)!])));
   const port = target === "memcached"
     ? processes.memcachedPort
     : target === "floor"
@@ -143,22 +147,50 @@ async function measureRun(
   const startMs = performance.now();
   await meter.sample();
   const ops = await memcaslap(port, configPath, time);
-  const cpu = await meter.microsSince();
+  const usage = await meter.since();
   const seconds = (performance.now() - startMs) / 1000;
   const cpuMicrosPerOp: Record<string, number> = {};
-  for (const [name, micros] of cpu) cpuMicrosPerOp[name] = micros / Math.max(1, ops);
-  return { tps: Math.round(ops / seconds), ops, cpuMicrosPerOp };
+  const switchesPerOp: Record<string, number> = {};
+  for (const [name, { cpuMicros, contextSwitches }] of usage) {
+    cpuMicrosPerOp[name] = cpuMicros / Math.max(1, ops);
+    switchesPerOp[name] = contextSwitches / Math.max(1, ops);
+  }
+  return { tps: Math.round(ops / seconds), ops, cpuMicrosPerOp, switchesPerOp };
 }
 
-function summarize(runs: Run[]): { tps: number; cpu: Record<string, number>; total: number } {
-  const cpu: Record<string, number> = {};
-  for (const name of Object.keys(runs[0].cpuMicrosPerOp)) {
-    cpu[name] = median(runs.map((run) => run.cpuMicrosPerOp[name]));
+/** The medians over runs of a per-operation figure: each process's, and their sum's. */
+function mediansByProcess(
+  runs: Run[],
+  perOp: (run: Run) => Record<string, number>,
+): { byProcess: Record<string, number>; total: number } {
+  const byProcess: Record<string, number> = {};
+  for (const name of Object.keys(perOp(runs[0]))) {
+    byProcess[name] = median(runs.map((run) => perOp(run)[name]));
   }
-  const total = median(
-    runs.map((run) => Object.values(run.cpuMicrosPerOp).reduce((a, b) => a + b, 0)),
-  );
-  return { tps: median(runs.map((run) => run.tps)), cpu, total };
+  const total = median(runs.map((run) => Object.values(perOp(run)).reduce((a, b) => a + b, 0)));
+  return { byProcess, total };
+}
+
+interface Summary {
+  readonly tps: number;
+  /** CPU µs per op by process, and of all of them. */
+  readonly cpu: Record<string, number>;
+  readonly total: number;
+  /** Context switches per op by process, and of all of them. */
+  readonly switches: Record<string, number>;
+  readonly switchesTotal: number;
+}
+
+function summarize(runs: Run[]): Summary {
+  const cpu = mediansByProcess(runs, (run) => run.cpuMicrosPerOp);
+  const switches = mediansByProcess(runs, (run) => run.switchesPerOp);
+  return {
+    tps: median(runs.map((run) => run.tps)),
+    cpu: cpu.byProcess,
+    total: cpu.total,
+    switches: switches.byProcess,
+    switchesTotal: switches.total,
+  };
 }
 
 function pad(value: string | number, width: number): string {
@@ -196,6 +228,31 @@ function printFloor(results: WorkloadResult[]): void {
       `${workload.name.padEnd(14)} ${pad(f.tps, 14)} ${pad((f.tps / m.tps).toFixed(2), 6)} |` +
         `           ${pad(f.total.toFixed(1), 5)} ${pad(m.total.toFixed(1), 10)} ` +
         `${pad(k.total.toFixed(0), 6)}`,
+    );
+  }
+}
+
+/**
+ * Context switches per operation: each is a thread that blocked (to be woken, on these virtual
+ * machines through the hypervisor) or was preempted. Five processes on a request's path switch
+ * far more often per operation than one memcached does, and that, more than kumo's own code, is
+ * where a hop's CPU goes (README, Performance).
+ */
+function printSwitches(results: WorkloadResult[]): void {
+  const withFloor = results.some((r) => r.floor.length > 0);
+  console.log(
+    "\ncontext switches per op   memcached" + (withFloor ? "  floor" : "") +
+      "   kumo  (gateway  server1  server2  server3  manager)",
+  );
+  for (const { workload, memcached, kumo, floor } of results) {
+    const m = summarize(memcached), k = summarize(kumo);
+    const f = floor.length > 0 ? pad(summarize(floor).switchesTotal.toFixed(2), 7) : "";
+    console.log(
+      `${workload.name.padEnd(24)} ${pad(m.switchesTotal.toFixed(2), 10)}${f} ` +
+        `${pad(k.switchesTotal.toFixed(2), 6)}  (${pad(k.switches.gateway.toFixed(2), 7)} ` +
+        ["server1", "server2", "server3", "manager"].map((name) =>
+          pad(k.switches[name].toFixed(2), 8)
+        ).join(" ") + ")",
     );
   }
 }
@@ -292,6 +349,7 @@ async function main(argv: string[]): Promise<number> {
       results.push(result);
     }
     printThroughput(results);
+    printSwitches(results);
     printFloor(results);
 
     const primaryMix = results.find((r) => r.workload.primary && r.workload.getRatio > 0);
@@ -357,7 +415,12 @@ async function main(argv: string[]): Promise<number> {
           memcachedCpuMicrosPerOp: m.total,
           kumoCpuMicrosPerOp: k.total,
           kumoCpuMicrosPerOpByProcess: k.cpu,
-          ...(f ? { floorTps: f.tps, floorCpuMicrosPerOp: f.total } : {}),
+          memcachedSwitchesPerOp: m.switchesTotal,
+          kumoSwitchesPerOp: k.switchesTotal,
+          kumoSwitchesPerOpByProcess: k.switches,
+          ...(f
+            ? { floorTps: f.tps, floorCpuMicrosPerOp: f.total, floorSwitchesPerOp: f.switchesTotal }
+            : {}),
         };
       });
       await Deno.writeTextFile(

@@ -58,25 +58,65 @@ export async function memoryKiB(pid: number): Promise<MemoryKiB> {
   };
 }
 
-/** CPU of named processes over an interval: `sample()` before, `microsSince()` after. */
-export class CpuMeter {
+/**
+ * Context switches of each pid so far (voluntary — the thread blocked, to be woken later — plus
+ * involuntary), summed over its threads from /proc/<pid>/task/<tid>/status. A thread that exits
+ * between the listing and the read is skipped; a process that is gone is an error.
+ */
+export async function contextSwitches(pids: number[]): Promise<number[]> {
+  const script = 'for pid in "$@"; do echo "pid $pid"; cat /proc/"$pid"/task/*/status; done';
+  const output = await new Deno.Command("sh", {
+    args: ["-c", script, "sh", ...pids.map(String)],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const sections = new TextDecoder().decode(output.stdout).split(/^pid /m).slice(1);
+  return pids.map((pid, i) => {
+    const section = sections[i];
+    if (!section?.startsWith(`${pid}\n`) || !section.includes("voluntary_ctxt_switches")) {
+      throw new Error(`cannot read the context switches of process ${pid}`);
+    }
+    let switches = 0;
+    for (const match of section.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) {
+      switches += Number(match[1]);
+    }
+    return switches;
+  });
+}
+
+/** What a process spent over an interval. */
+export interface ProcessUsage {
+  readonly cpuMicros: number;
+  readonly contextSwitches: number;
+}
+
+/** CPU and context switches of named processes over an interval: `sample()`, then `since()`. */
+export class ProcessMeter {
   readonly #pids: ReadonlyMap<string, number>;
-  #before = new Map<string, number>();
+  #before: number[][] = [];
 
   constructor(pids: ReadonlyMap<string, number>) {
     this.#pids = pids;
   }
 
-  async sample(): Promise<void> {
-    const micros = await cpuMicros([...this.#pids.values()]);
-    this.#before = new Map([...this.#pids.keys()].map((name, i) => [name, micros[i]]));
+  async #read(): Promise<number[][]> {
+    const pids = [...this.#pids.values()];
+    return await Promise.all([cpuMicros(pids), contextSwitches(pids)]);
   }
 
-  /** CPU µs each process spent since `sample()`. */
-  async microsSince(): Promise<Map<string, number>> {
-    const micros = await cpuMicros([...this.#pids.values()]);
+  async sample(): Promise<void> {
+    this.#before = await this.#read();
+  }
+
+  /** What each process spent since `sample()`. */
+  async since(): Promise<Map<string, ProcessUsage>> {
+    const [cpu, switches] = await this.#read();
+    const [cpuBefore, switchesBefore] = this.#before;
     return new Map(
-      [...this.#pids.keys()].map((name, i) => [name, micros[i] - (this.#before.get(name) ?? 0)]),
+      [...this.#pids.keys()].map((name, i) => [name, {
+        cpuMicros: cpu[i] - (cpuBefore?.[i] ?? 0),
+        contextSwitches: switches[i] - (switchesBefore?.[i] ?? 0),
+      }]),
     );
   }
 }

@@ -234,9 +234,9 @@ function printFloor(results: WorkloadResult[]): void {
 
 /**
  * Context switches per operation: each is a thread that blocked (to be woken, on these virtual
- * machines through the hypervisor) or was preempted. Five processes on a request's path switch
- * far more often per operation than one memcached does, and that, more than kumo's own code, is
- * where a hop's CPU goes (README, Performance).
+ * machines through the hypervisor) or was preempted. With five processes on a request's path kumo
+ * switches several times as often per operation as memcached; the CPU per op divided by these is
+ * what each wake-up costs (README, Performance).
  */
 function printSwitches(results: WorkloadResult[]): void {
   const withFloor = results.some((r) => r.floor.length > 0);

@@ -29,3 +29,22 @@ Deno.test("bench: an option's value is not the time per run; a time needs a unit
   const help = await bench("--rounds", "1", "--help");
   assert.equal(help.code, 0, help.stderr);
 });
+
+Deno.test("bench: --compare refuses a directory that is not a kumo checkout, starting nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kumo-not-a-checkout-" });
+  try {
+    for (const path of [dir, `${dir}/missing`]) {
+      const { code, stderr } = await bench("--compare", path, "--rounds", "1");
+      assert.equal(code, 1, stderr);
+      assert.match(
+        stderr,
+        /^bench: --compare .*: not a kumo checkout \(no tools\/launch\.sh there\)$/m,
+      );
+    }
+    const { code, stderr } = await bench("--compare", dir, "--workloads", "some");
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /--workloads must be all or primary, got "some"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

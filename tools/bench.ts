@@ -27,8 +27,21 @@
 import { parseArgs } from "node:util";
 import { withoutTaskSeparator } from "../core/command_line.ts";
 import { fill, type MemoryReport, readBack, sampleWhile, serverRss } from "./bench/memory.ts";
-import { type MemoryKiB, memoryKiB, ProcessMeter } from "./bench/proc_stats.ts";
+import { type MemoryKiB, memoryKiB } from "./bench/proc_stats.ts";
+import { checkoutProblem, compareCheckouts } from "./bench/compare.ts";
 import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
+import {
+  CONNECTIONS,
+  measureRun,
+  memcaslap,
+  memcaslapConfig,
+  pad,
+  type Run,
+  summarize,
+  THREADS,
+  type Workload,
+  WORKLOADS,
+} from "./bench/runs.ts";
 import {
   type LatencyResult,
   makeKeySet,
@@ -38,32 +51,14 @@ import {
   populate,
 } from "./bench/text_load.ts";
 
-const HOST = "127.0.0.1";
-const CONNECTIONS = 16;
-const THREADS = 2;
 /** How long --memory watches the servers idle after the bulk load and read-back, and how often. */
 const SETTLE_MS = 90_000;
 const SETTLE_SAMPLE_MS = 15_000;
 
-interface Workload {
-  readonly name: string;
-  readonly primary: boolean;
-  readonly keyBytes: number;
-  readonly valueBytes: number;
-  readonly getRatio: number;
-}
-
-const WORKLOADS: readonly Workload[] = [
-  { name: "64B/1KiB mix", primary: true, keyBytes: 64, valueBytes: 1024, getRatio: 0.9 },
-  { name: "64B/1KiB set", primary: true, keyBytes: 64, valueBytes: 1024, getRatio: 0 },
-  { name: "16B/100B mix", primary: false, keyBytes: 16, valueBytes: 100, getRatio: 0.9 },
-  { name: "16B/100B set", primary: false, keyBytes: 16, valueBytes: 100, getRatio: 0 },
-];
-
 const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
   --time <10s>          memcaslap run time per measurement
   --rounds <3>          alternating memcached/kumo rounds per workload (the median is reported)
-  --workloads <all>     all | primary (64-byte keys, 1 KiB values)
+  --workloads <all>     all | primary (64-byte keys, 1 KiB values; --compare's default)
   --json <file>         also write every measurement as JSON
   --no-latency          skip the fixed-rate latency probe
   --no-multiget         skip the pipelined multi-get
@@ -75,16 +70,11 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
                         through 90 s idle, then print the gateway's RSS every 10 s
                         through --soak of the 64 B / 1 KiB mix
   --keys <1000000>  --value-bytes <100>  --soak <10m>
+  --compare <dir>       instead: this checkout against the kumo checkout in <dir> (two
+                        clusters, no memcached): --rounds ABBA rounds in each start order
+                        of --workloads (the primary pair by default), medians and the change
+                        (the other checkout must attach servers the way this one does)
 Needs memcached and memcaslap: apt-get install -y memcached libmemcached-tools`;
-
-interface Run {
-  readonly tps: number;
-  readonly ops: number;
-  /** CPU µs per operation of each process that served the run. */
-  readonly cpuMicrosPerOp: Record<string, number>;
-  /** Context switches per operation of each process (all its threads). */
-  readonly switchesPerOp: Record<string, number>;
-}
 
 type Target = "memcached" | "kumo" | "floor";
 
@@ -102,99 +92,20 @@ function targetProcesses(target: Target, name: string): boolean {
   return name === target;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-function memcaslapConfig(workload: Workload): string {
-  const k = workload.keyBytes, v = workload.valueBytes;
-  const getRatio = workload.getRatio;
-  return `key\n${k} ${k} 1\nvalue\n${v} ${v} 1\ncmd\n0 ${(1 - getRatio).toFixed(2)}\n` +
-    `1 ${getRatio.toFixed(2)}\n`;
-}
-
-async function memcaslap(port: number, configPath: string, time: string): Promise<number> {
-  const output = await new Deno.Command("memcaslap", {
-    args: [
-      ...["-s", `${HOST}:${port}`, "-t", time, "-c", String(CONNECTIONS), "-T", String(THREADS)],
-      ...["-F", configPath],
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
-  const match = /Run time: [\d.]+s Ops: (\d+) TPS: (\d+)/.exec(text);
-  if (!output.success || !match) throw new Error(`memcaslap failed:\n${text}`);
-  return Number(match[1]);
-}
-
-/** One memcaslap run against `target`, with the CPU each process spent during it. */
-async function measureRun(
+/** One memcaslap run against `target`, with what each of its processes spent during it. */
+function measureTarget(
   processes: BenchProcesses,
   target: Target,
   configPath: string,
   time: string,
 ): Promise<Run> {
-  const names = [...processes.pids.keys()].filter((name) => targetProcesses(target, name));
-  const meter = new ProcessMeter(new Map(names.map((name) => [name, processes.pids.get(name)!])));
+  const pids = new Map([...processes.pids].filter(([name]) => targetProcesses(target, name)));
   const port = target === "memcached"
     ? processes.memcachedPort
     : target === "floor"
     ? processes.floorPort!
     : processes.gatewayPort;
-  const startMs = performance.now();
-  await meter.sample();
-  const ops = await memcaslap(port, configPath, time);
-  const usage = await meter.since();
-  const seconds = (performance.now() - startMs) / 1000;
-  const cpuMicrosPerOp: Record<string, number> = {};
-  const switchesPerOp: Record<string, number> = {};
-  for (const [name, { cpuMicros, contextSwitches }] of usage) {
-    cpuMicrosPerOp[name] = cpuMicros / Math.max(1, ops);
-    switchesPerOp[name] = contextSwitches / Math.max(1, ops);
-  }
-  return { tps: Math.round(ops / seconds), ops, cpuMicrosPerOp, switchesPerOp };
-}
-
-/** The medians over runs of a per-operation figure: each process's, and their sum's. */
-function mediansByProcess(
-  runs: Run[],
-  perOp: (run: Run) => Record<string, number>,
-): { byProcess: Record<string, number>; total: number } {
-  const byProcess: Record<string, number> = {};
-  for (const name of Object.keys(perOp(runs[0]))) {
-    byProcess[name] = median(runs.map((run) => perOp(run)[name]));
-  }
-  const total = median(runs.map((run) => Object.values(perOp(run)).reduce((a, b) => a + b, 0)));
-  return { byProcess, total };
-}
-
-interface Summary {
-  readonly tps: number;
-  /** CPU µs per op by process, and of all of them. */
-  readonly cpu: Record<string, number>;
-  readonly total: number;
-  /** Context switches per op by process, and of all of them. */
-  readonly switches: Record<string, number>;
-  readonly switchesTotal: number;
-}
-
-function summarize(runs: Run[]): Summary {
-  const cpu = mediansByProcess(runs, (run) => run.cpuMicrosPerOp);
-  const switches = mediansByProcess(runs, (run) => run.switchesPerOp);
-  return {
-    tps: median(runs.map((run) => run.tps)),
-    cpu: cpu.byProcess,
-    total: cpu.total,
-    switches: switches.byProcess,
-    switchesTotal: switches.total,
-  };
-}
-
-function pad(value: string | number, width: number): string {
-  return String(value).padStart(width);
+  return measureRun(pids, port, configPath, time);
 }
 
 function printThroughput(results: WorkloadResult[]): void {
@@ -267,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         time: { type: "string" },
         rounds: { type: "string", default: "3" },
-        workloads: { type: "string", default: "all" },
+        workloads: { type: "string" },
         json: { type: "string" },
         "no-latency": { type: "boolean", default: false },
         "no-multiget": { type: "boolean", default: false },
@@ -277,6 +188,7 @@ async function main(argv: string[]): Promise<number> {
         keys: { type: "string", default: "1000000" },
         "value-bytes": { type: "string", default: "100" },
         soak: { type: "string", default: "10m" },
+        compare: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -300,11 +212,20 @@ async function main(argv: string[]): Promise<number> {
     console.error(`bench: --rounds must be a positive integer, got "${values.rounds}"`);
     return 1;
   }
-  if (values.workloads !== "all" && values.workloads !== "primary") {
-    console.error(`bench: --workloads must be all or primary, got "${values.workloads}"`);
+  // --compare measures the primary pair unless asked for all.
+  const workloadChoice = values.workloads ?? (values.compare === undefined ? "all" : "primary");
+  if (workloadChoice !== "all" && workloadChoice !== "primary") {
+    console.error(`bench: --workloads must be all or primary, got "${workloadChoice}"`);
     return 1;
   }
-  for (const tool of ["memcached", "memcaslap"]) {
+  if (values.compare !== undefined) {
+    const problem = await checkoutProblem(values.compare);
+    if (problem) {
+      console.error(`bench: ${problem}`);
+      return 1;
+    }
+  }
+  for (const tool of values.compare === undefined ? ["memcached", "memcaslap"] : ["memcaslap"]) {
     const found = await new Deno.Command("sh", { args: ["-c", `command -v ${tool}`] }).output()
       .then((output) => output.success, () => false);
     if (!found) {
@@ -314,7 +235,22 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  const workloads = WORKLOADS.filter((w) => values.workloads === "all" || w.primary);
+  const workloads = WORKLOADS.filter((w) => workloadChoice === "all" || w.primary);
+  if (values.compare !== undefined) {
+    try {
+      return await compareCheckouts({
+        other: values.compare,
+        rounds,
+        time: values.time,
+        workloads,
+        serverArgs: values["server-arg"],
+        json: values.json,
+      });
+    } catch (error) {
+      console.error(`bench: ${error instanceof Error ? error.message : error}`);
+      return 1;
+    }
+  }
   let processes: BenchProcesses | undefined;
   try {
     processes = await startBenchProcesses(values["server-arg"], { floor: values.floor });
@@ -339,7 +275,7 @@ async function main(argv: string[]): Promise<number> {
         const order: Target[] = round % 2 === 0 ? ["memcached", "kumo"] : ["kumo", "memcached"];
         if (values.floor) order.splice(1, 0, "floor");
         for (const target of order) {
-          const run = await measureRun(processes, target, configPath, values.time);
+          const run = await measureTarget(processes, target, configPath, values.time);
           result[target].push(run);
           console.log(
             `  ${workload.name} round ${round + 1} ${target.padEnd(9)} ${pad(run.tps, 7)} TPS`,

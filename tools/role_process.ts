@@ -14,16 +14,23 @@ export interface ProgramCommand {
   readonly env: Record<string, string>;
 }
 
-/** The command that runs `program` (kumo-server, kumoctl, …) with `args` under its set. */
-export function programCommand(program: string, args: readonly string[]): ProgramCommand {
+/**
+ * The command that runs `program` (kumo-server, kumoctl, …) with `args` under its set; from
+ * another kumo checkout's launcher if `root` names one (the bench's --compare).
+ */
+export function programCommand(
+  program: string,
+  args: readonly string[],
+  root?: string,
+): ProgramCommand {
   return {
     command: "sh",
-    args: [LAUNCHER, program, ...args],
+    args: [root === undefined ? LAUNCHER : `${root}/tools/launch.sh`, program, ...args],
     env: { KUMO_DENO: Deno.execPath() },
   };
 }
 
 /** The command that runs role `manager`, `server` or `gateway` (`kumo-<role>`). */
-export function roleCommand(role: string, args: readonly string[]): ProgramCommand {
-  return programCommand(`kumo-${role}`, args);
+export function roleCommand(role: string, args: readonly string[], root?: string): ProgramCommand {
+  return programCommand(`kumo-${role}`, args, root);
 }

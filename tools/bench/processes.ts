@@ -123,13 +123,22 @@ async function attachWhenRegistered(managerPort: number, count: number): Promise
   }
 }
 
+export interface BenchProcessOptions {
+  /** Also floor_server.ts (its own Deno process, allowed only to listen on 127.0.0.1). */
+  readonly floor?: boolean;
+  /** Start memcached (default); --compare runs two kumo clusters and no memcached. */
+  readonly memcached?: boolean;
+  /** The kumo checkout whose roles to run (default: this one). */
+  readonly kumoRoot?: string;
+}
+
 /**
- * Starts memcached (`-t 2`, 1 GiB so nothing is evicted) and the kumo cluster; with `floor`, also
- * floor_server.ts (its own Deno process, allowed only to listen on 127.0.0.1).
+ * Starts memcached (`-t 2`, 1 GiB so nothing is evicted) and the kumo cluster, and
+ * floor_server.ts when asked. Without memcached, `memcachedPort` is 0.
  */
 export async function startBenchProcesses(
   serverArgs: string[] = [],
-  { floor = false }: { floor?: boolean } = {},
+  { floor = false, memcached = true, kumoRoot }: BenchProcessOptions = {},
 ): Promise<BenchProcesses> {
   const dataDir = await Deno.makeTempDir({ prefix: "kumo-bench-" });
   const children = new Map<string, Spawned>();
@@ -167,18 +176,20 @@ export async function startBenchProcesses(
     return new Error([message, ...tails.filter(Boolean)].join("\n"));
   };
   try {
-    const memcachedPort = freePort();
-    children.set(
-      "memcached",
-      spawn("memcached", [
-        ...["-p", String(memcachedPort), "-l", HOST, "-U", "0", "-t", "2", "-m", "1024"],
-        ...(Deno.uid() === 0 ? ["-u", "root"] : []),
-      ]),
-    );
+    const memcachedPort = memcached ? freePort() : 0;
+    if (memcached) {
+      children.set(
+        "memcached",
+        spawn("memcached", [
+          ...["-p", String(memcachedPort), "-l", HOST, "-U", "0", "-t", "2", "-m", "1024"],
+          ...(Deno.uid() === 0 ? ["-u", "root"] : []),
+        ]),
+      );
+    }
     const managerPort = freePort();
     children.set(
       "manager",
-      spawnProgram(roleCommand("manager", ["-l", `${HOST}:${managerPort}`])),
+      spawnProgram(roleCommand("manager", ["-l", `${HOST}:${managerPort}`], kumoRoot)),
     );
     await waitForPort(managerPort, "kumo-manager");
     for (let i = 1; i <= 3; i++) {
@@ -188,7 +199,7 @@ export async function startBenchProcesses(
           roleCommand("server", [
             ...["-m", `${HOST}:${managerPort}`, "-l", `${HOST}:${freePort()}`],
             ...["-L", String(freePort()), "-s", `${dataDir}/server${i}.db`, ...serverArgs],
-          ]),
+          ], kumoRoot),
         ),
       );
     }
@@ -197,7 +208,11 @@ export async function startBenchProcesses(
     children.set(
       "gateway",
       spawnProgram(
-        roleCommand("gateway", ["-m", `${HOST}:${managerPort}`, "-t", `${HOST}:${gatewayPort}`]),
+        roleCommand(
+          "gateway",
+          ["-m", `${HOST}:${managerPort}`, "-t", `${HOST}:${gatewayPort}`],
+          kumoRoot,
+        ),
       ),
     );
     const floorPort = floor ? freePort() : undefined;
@@ -211,7 +226,7 @@ export async function startBenchProcesses(
       );
       await waitForPort(floorPort, "floor_server.ts");
     }
-    await waitForPort(memcachedPort, "memcached");
+    if (memcached) await waitForPort(memcachedPort, "memcached");
     await waitForGateway(gatewayPort);
     const pids = new Map([...children].map(([name, { child }]) => [name, child.pid]));
     return { memcachedPort, gatewayPort, floorPort, pids, dataDir, stop };

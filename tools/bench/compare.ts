@@ -69,10 +69,9 @@ export async function compareCheckouts(options: CompareOptions): Promise<number>
     `this:  ${THIS_ROOT} ${commits.this}\nother: ${other} ${commits.other}\n` +
       `${options.rounds} ABBA rounds in each start order, memcaslap -t ${options.time} per run`,
   );
-  const runs = new Map(options.workloads.map((w) => [w.name, { this: [], other: [] } as Record<
-    Side,
-    Run[]
-  >]));
+  const runs = new Map<string, Record<Side, Run[]>>(
+    options.workloads.map((w) => [w.name, { this: [], other: [] }]),
+  );
   for (const startOrder of [SIDES, [...SIDES].reverse()]) {
     const clusters = new Map<Side, BenchProcesses>();
     try {

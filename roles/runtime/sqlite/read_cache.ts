@@ -19,6 +19,7 @@
  * (whose skipped holes cost grows with the deletes).
  */
 
+import { compareKeys } from "../../../core/memory_store.ts";
 import type { StoredRecord } from "../../../core/store.ts";
 
 /**
@@ -39,12 +40,6 @@ interface Entry {
   readonly bytes: number;
   /** Its slot in the insertion queue; -1 once dropped, replaced or evicted. */
   slot: number;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**
@@ -94,7 +89,9 @@ export class ReadCache {
 
   get(key: Uint8Array, hash: bigint): StoredRecord | undefined {
     const entry = this.#entries.get(idOf(hash));
-    if (entry === undefined || entry.record.hash !== hash || !sameBytes(entry.record.key, key)) {
+    if (
+      entry === undefined || entry.record.hash !== hash || compareKeys(entry.record.key, key) !== 0
+    ) {
       return undefined;
     }
     return entry.record;

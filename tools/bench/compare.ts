@@ -13,6 +13,7 @@
 import { type BenchProcesses, startBenchProcesses } from "./processes.ts";
 import {
   measureRun,
+  memcaslap,
   memcaslapConfig,
   pad,
   type Run,
@@ -94,10 +95,8 @@ export async function compareCheckouts(options: CompareOptions): Promise<number>
       }
       const setOnly = options.workloads.find((w) => w.getRatio === 0) ?? options.workloads[0];
       for (const side of startOrder) {
-        const cluster = clusters.get(side)!;
-        await measureRun(
-          cluster.pids,
-          cluster.gatewayPort,
+        await memcaslap(
+          clusters.get(side)!.gatewayPort,
           configPaths.get(setOnly.name)!,
           WARM_UP_TIME,
         );

@@ -13,7 +13,9 @@
  * - A pipelined multi-get: `get` of 100 keys, 4 connections with 4 requests in flight each.
  * - Peak RSS of every process.
  * - With `--floor`: the same runs against bench/floor_server.ts, a Deno process that answers
- *   get/set from a Map and does nothing else — what one process hop costs on this runtime.
+ *   get/set from a Map and does nothing else — what one process hop costs on this runtime — and
+ *   against bench/floor_cluster.ts, kumo's paths (a gateway, three servers, 3 synchronous
+ *   copies) with none of kumo's work: the least a kumo operation can cost here.
  *
  * Needs `memcached` and `memcaslap` (Debian: apt-get install memcached libmemcached-tools).
  *
@@ -64,7 +66,9 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
   --no-multiget         skip the pipelined multi-get
   --server-arg <flag>   pass a flag to every kumo-server (repeatable; for experiments)
   --floor               also run each workload against tools/bench/floor_server.ts: a Deno
-                        process answering get/set from a Map (the runtime's cost of one hop)
+                        process answering get/set from a Map (the runtime's cost of one hop),
+                        and against tools/bench/floor_cluster.ts: a gateway and 3 servers on
+                        kumo's paths with 3 copies and nothing else (the topology's cost)
   --memory              instead: fill --keys keys of --value-bytes through the gateway and
                         print each server's RSS, again after reading every key back and
                         through 90 s idle, then print the gateway's RSS every 10 s
@@ -76,7 +80,7 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
                         (the other checkout must attach servers the way this one does)
 Needs memcached and memcaslap: apt-get install -y memcached libmemcached-tools`;
 
-type Target = "memcached" | "kumo" | "floor";
+type Target = "memcached" | "kumo" | "floor" | "floorCluster";
 
 interface WorkloadResult {
   readonly workload: Workload;
@@ -84,11 +88,14 @@ interface WorkloadResult {
   readonly kumo: Run[];
   /** Empty unless `--floor`. */
   readonly floor: Run[];
+  /** The topology floor (floor_cluster.ts); empty unless `--floor`. */
+  readonly floorCluster: Run[];
 }
 
 /** The processes that serve `target`'s runs. */
 function targetProcesses(target: Target, name: string): boolean {
-  if (target === "kumo") return name !== "memcached" && name !== "floor";
+  if (target === "kumo") return name !== "memcached" && !name.startsWith("floor");
+  if (target === "floorCluster") return name.startsWith("floor-");
   return name === target;
 }
 
@@ -104,6 +111,8 @@ function measureTarget(
     ? processes.memcachedPort
     : target === "floor"
     ? processes.floorPort!
+    : target === "floorCluster"
+    ? processes.floorClusterPort!
     : processes.gatewayPort;
   return measureRun(pids, port, configPath, time);
 }
@@ -126,19 +135,29 @@ function printThroughput(results: WorkloadResult[]): void {
   }
 }
 
-/** The floor's line per workload: what one Deno process hop costs, beside memcached and kumo. */
+/**
+ * The floors' lines per workload: what one Deno process hop costs (floor_server.ts), and what
+ * kumo's paths through five processes cost with none of kumo's work (floor_cluster.ts).
+ */
 function printFloor(results: WorkloadResult[]): void {
   if (results.every((r) => r.floor.length === 0)) return;
   console.log(
-    "\nruntime floor (tools/bench/floor_server.ts: one Deno process, get/set from a Map)\n" +
-      "workload            floor TPS  ratio | CPU µs/op: floor  memcached   kumo",
+    "\nruntime floor (floor_server.ts: one Deno process, get/set from a Map) and topology floor\n" +
+      "(floor_cluster.ts: a gateway and 3 servers on kumo's paths, 3 copies, nothing else)\n" +
+      "workload          floor TPS  ratio  topology TPS  ratio | CPU µs/op: floor  topology " +
+      "(gateway  servers)  memcached   kumo",
   );
-  for (const { workload, memcached, kumo, floor } of results) {
-    const m = summarize(memcached), k = summarize(kumo), f = summarize(floor);
+  for (const { workload, memcached, kumo, floor, floorCluster } of results) {
+    const m = summarize(memcached), k = summarize(kumo);
+    const f = summarize(floor), t = summarize(floorCluster);
+    const servers = ["floor-server1", "floor-server2", "floor-server3"]
+      .map((name) => t.cpu[name].toFixed(0)).join("/");
     console.log(
-      `${workload.name.padEnd(14)} ${pad(f.tps, 14)} ${pad((f.tps / m.tps).toFixed(2), 6)} |` +
-        `           ${pad(f.total.toFixed(1), 5)} ${pad(m.total.toFixed(1), 10)} ` +
-        `${pad(k.total.toFixed(0), 6)}`,
+      `${workload.name.padEnd(14)} ${pad(f.tps, 12)} ${pad((f.tps / m.tps).toFixed(2), 6)} ` +
+        `${pad(t.tps, 13)} ${pad((t.tps / m.tps).toFixed(2), 6)} |` +
+        `           ${pad(f.total.toFixed(1), 5)} ${pad(t.total.toFixed(0), 9)} ` +
+        `(${pad(t.cpu["floor-gateway"].toFixed(0), 7)} ${pad(servers, 8)}) ` +
+        `${pad(m.total.toFixed(1), 10)} ${pad(k.total.toFixed(0), 6)}`,
     );
   }
 }
@@ -152,12 +171,15 @@ function printFloor(results: WorkloadResult[]): void {
 function printSwitches(results: WorkloadResult[]): void {
   const withFloor = results.some((r) => r.floor.length > 0);
   console.log(
-    "\ncontext switches per op   memcached" + (withFloor ? "  floor" : "") +
+    "\ncontext switches per op   memcached" + (withFloor ? "  floor  topology" : "") +
       "   kumo  (gateway  server1  server2  server3  manager)",
   );
-  for (const { workload, memcached, kumo, floor } of results) {
+  for (const { workload, memcached, kumo, floor, floorCluster } of results) {
     const m = summarize(memcached), k = summarize(kumo);
-    const f = floor.length > 0 ? pad(summarize(floor).switchesTotal.toFixed(2), 7) : "";
+    const f = floor.length > 0
+      ? pad(summarize(floor).switchesTotal.toFixed(2), 7) +
+        pad(summarize(floorCluster).switchesTotal.toFixed(2), 10)
+      : "";
     console.log(
       `${workload.name.padEnd(24)} ${pad(m.switchesTotal.toFixed(2), 10)}${f} ` +
         `${pad(k.switchesTotal.toFixed(2), 6)}  (${pad(k.switches.gateway.toFixed(2), 7)} ` +
@@ -270,15 +292,21 @@ async function main(argv: string[]): Promise<number> {
     for (const workload of workloads) {
       const configPath = `${processes.dataDir}/${workload.name.replace(/\W+/g, "_")}.cfg`;
       await Deno.writeTextFile(configPath, memcaslapConfig(workload));
-      const result: WorkloadResult = { workload, memcached: [], kumo: [], floor: [] };
+      const result: WorkloadResult = {
+        workload,
+        memcached: [],
+        kumo: [],
+        floor: [],
+        floorCluster: [],
+      };
       for (let round = 0; round < rounds; round++) {
         const order: Target[] = round % 2 === 0 ? ["memcached", "kumo"] : ["kumo", "memcached"];
-        if (values.floor) order.splice(1, 0, "floor");
+        if (values.floor) order.splice(1, 0, "floor", "floorCluster");
         for (const target of order) {
           const run = await measureTarget(processes, target, configPath, values.time);
           result[target].push(run);
           console.log(
-            `  ${workload.name} round ${round + 1} ${target.padEnd(9)} ${pad(run.tps, 7)} TPS`,
+            `  ${workload.name} round ${round + 1} ${target.padEnd(12)} ${pad(run.tps, 7)} TPS`,
           );
         }
       }
@@ -340,9 +368,10 @@ async function main(argv: string[]): Promise<number> {
           .join(", "),
     );
     if (values.json) {
-      const summary = results.map(({ workload, memcached, kumo, floor }) => {
+      const summary = results.map(({ workload, memcached, kumo, floor, floorCluster }) => {
         const m = summarize(memcached), k = summarize(kumo);
         const f = floor.length > 0 ? summarize(floor) : undefined;
+        const t = floorCluster.length > 0 ? summarize(floorCluster) : undefined;
         return {
           workload: workload.name,
           memcachedTps: m.tps,
@@ -356,6 +385,14 @@ async function main(argv: string[]): Promise<number> {
           kumoSwitchesPerOpByProcess: k.switches,
           ...(f
             ? { floorTps: f.tps, floorCpuMicrosPerOp: f.total, floorSwitchesPerOp: f.switchesTotal }
+            : {}),
+          ...(t
+            ? {
+              topologyFloorTps: t.tps,
+              topologyFloorCpuMicrosPerOp: t.total,
+              topologyFloorCpuMicrosPerOpByProcess: t.cpu,
+              topologyFloorSwitchesPerOp: t.switchesTotal,
+            }
             : {}),
         };
       });

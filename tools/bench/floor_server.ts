@@ -15,10 +15,8 @@
  */
 
 import { concatBytes } from "../../core/bytes.ts";
+import { BatchedWriter, parseTextRequests, readMessages } from "./floor_io.ts";
 
-const CR = 13, LF = 10;
-const BUFFER_BYTES = 64 * 1024;
-const latin1 = new TextDecoder("latin1");
 const encoder = new TextEncoder();
 const STORED = encoder.encode("STORED\r\n");
 const END = encoder.encode("END\r\n");
@@ -42,71 +40,34 @@ export function answer(
   end: number,
   replies: Uint8Array[],
 ): number {
-  while (start < end) {
-    const lineEnd = buffer.indexOf(LF, start);
-    if (lineEnd < 0 || lineEnd >= end) return start;
-    const line = latin1.decode(
-      buffer.subarray(start, buffer[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd),
-    );
-    const words = line.split(" ");
-    if (words[0] === "get" && words.length === 2) {
-      const entry = store.get(words[1]);
+  return parseTextRequests(buffer, start, end, {
+    get(key) {
+      const entry = store.get(key);
       if (entry) replies.push(entry.header, entry.value, VALUE_END);
       else replies.push(END);
-      start = lineEnd + 1;
-    } else if (words[0] === "set" && words.length >= 5) {
-      const bytes = Number(words[4]);
-      const dataEnd = lineEnd + 1 + bytes;
-      if (dataEnd + 2 > end) return start;
-      store.set(words[1], {
-        header: encoder.encode(`VALUE ${words[1]} ${words[2]} ${bytes}\r\n`),
-        value: buffer.slice(lineEnd + 1, dataEnd),
+    },
+    set(key, flags, data, noreply) {
+      store.set(key, {
+        header: encoder.encode(`VALUE ${key} ${flags} ${data.length}\r\n`),
+        value: data.slice(),
       });
-      if (words[5] !== "noreply") replies.push(STORED);
-      start = dataEnd + 2;
-    } else {
+      if (!noreply) replies.push(STORED);
+    },
+    unknown() {
       replies.push(ERROR);
-      start = lineEnd + 1;
-    }
-  }
-  return start;
+    },
+  });
 }
 
-async function serve(store: Map<string, Entry>, connection: Deno.TcpConn): Promise<void> {
+function serve(store: Map<string, Entry>, connection: Deno.TcpConn): Promise<void> {
   connection.setNoDelay(true);
-  let buffer = new Uint8Array(BUFFER_BYTES);
-  let start = 0, end = 0;
-  try {
-    for (;;) {
-      if (end === buffer.length) {
-        // Keep the incomplete request; grow only when it fills the buffer by itself.
-        const kept = buffer.subarray(start, end);
-        if (start === 0) buffer = new Uint8Array(buffer.length * 2);
-        buffer.set(kept);
-        end -= start;
-        start = 0;
-      }
-      const count = await connection.read(buffer.subarray(end));
-      if (count === null) return;
-      end += count;
-      const replies: Uint8Array[] = [];
-      start = answer(store, buffer, start, end, replies);
-      if (start === end) start = end = 0;
-      if (replies.length === 0) continue;
-      const bytes = replies.length === 1 ? replies[0] : concatBytes(replies);
-      for (let written = 0; written < bytes.length;) {
-        written += await connection.write(bytes.subarray(written));
-      }
-    }
-  } catch {
-    // the client went away
-  } finally {
-    try {
-      connection.close();
-    } catch {
-      // already closed
-    }
-  }
+  const writer = new BatchedWriter(connection);
+  return readMessages(connection, (buffer, start, end) => {
+    const replies: Uint8Array[] = [];
+    const consumed = answer(store, buffer, start, end, replies);
+    if (replies.length > 0) writer.push(replies.length === 1 ? replies[0] : concatBytes(replies));
+    return consumed;
+  });
 }
 
 if (import.meta.main) {

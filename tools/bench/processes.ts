@@ -15,7 +15,10 @@ export interface BenchProcesses {
   readonly gatewayPort: number;
   /** The runtime-floor server's port (floor_server.ts), when asked for. */
   readonly floorPort?: number;
-  /** Every measured process by name: memcached, manager, server1..3, gateway (and floor). */
+  /** The topology floor's gateway (floor_cluster.ts, with its three servers), with the floor. */
+  readonly floorClusterPort?: number;
+  /** Every measured process by name: memcached, manager, server1..3, gateway (and floor, floor-gateway,
+   * floor-server1..3). */
   readonly pids: ReadonlyMap<string, number>;
   readonly dataDir: string;
   stop(): Promise<void>;
@@ -124,7 +127,10 @@ async function attachWhenRegistered(managerPort: number, count: number): Promise
 }
 
 export interface BenchProcessOptions {
-  /** Also floor_server.ts (its own Deno process, allowed only to listen on 127.0.0.1). */
+  /**
+   * Also floor_server.ts and floor_cluster.ts's gateway and three servers (Deno processes
+   * allowed only the network on 127.0.0.1).
+   */
   readonly floor?: boolean;
   /** Start memcached (default); --compare runs two kumo clusters and no memcached. */
   readonly memcached?: boolean;
@@ -134,7 +140,7 @@ export interface BenchProcessOptions {
 
 /**
  * Starts memcached (`-t 2`, 1 GiB so nothing is evicted) and the kumo cluster, and
- * floor_server.ts when asked. Without memcached, `memcachedPort` is 0.
+ * the floors (floor_server.ts, floor_cluster.ts) when asked. Without memcached, `memcachedPort` is 0.
  */
 export async function startBenchProcesses(
   serverArgs: string[] = [],
@@ -216,20 +222,39 @@ export async function startBenchProcesses(
       ),
     );
     const floorPort = floor ? freePort() : undefined;
-    if (floorPort !== undefined) {
-      const script = new URL("./floor_server.ts", import.meta.url).pathname;
-      children.set(
-        "floor",
+    const floorClusterPort = floor ? freePort() : undefined;
+    if (floorPort !== undefined && floorClusterPort !== undefined) {
+      const deno = (script: string, args: string[]) =>
         spawn(Deno.execPath(), [
-          ...["run", "-q", "--no-prompt", `--allow-net=${HOST}`, script, String(floorPort)],
+          ...["run", "-q", "--no-prompt", `--allow-net=${HOST}`],
+          new URL(script, import.meta.url).pathname,
+          ...args,
+        ]);
+      children.set("floor", deno("./floor_server.ts", [String(floorPort)]));
+      await waitForPort(floorPort, "floor_server.ts");
+      const serverPorts = [freePort(), freePort(), freePort()];
+      for (const [i, port] of serverPorts.entries()) {
+        const peers = serverPorts.filter((other) => other !== port).map(String);
+        children.set(
+          `floor-server${i + 1}`,
+          deno("./floor_cluster.ts", ["server", String(port), ...peers]),
+        );
+      }
+      for (const port of serverPorts) await waitForPort(port, "floor_cluster.ts server");
+      children.set(
+        "floor-gateway",
+        deno("./floor_cluster.ts", [
+          "gateway",
+          String(floorClusterPort),
+          ...serverPorts.map(String),
         ]),
       );
-      await waitForPort(floorPort, "floor_server.ts");
+      await waitForPort(floorClusterPort, "floor_cluster.ts gateway");
     }
     if (memcached) await waitForPort(memcachedPort, "memcached");
     await waitForGateway(gatewayPort);
     const pids = new Map([...children].map(([name, { child }]) => [name, child.pid]));
-    return { memcachedPort, gatewayPort, floorPort, pids, dataDir, stop };
+    return { memcachedPort, gatewayPort, floorPort, floorClusterPort, pids, dataDir, stop };
   } catch (error) {
     const failure = await describeFailure(error);
     await stop();

@@ -97,33 +97,43 @@ async function storedOn(port: number, key: string): Promise<string | null> {
   }
 }
 
-Deno.test("floor cluster: a set is on all three servers when STORED comes back", async () => {
-  const [gatewayPort, ...serverPorts] = freePorts(4);
-  const script = new URL("../tools/bench/floor_cluster.ts", import.meta.url).pathname;
-  const start = (name: string, args: (string | number)[]) =>
-    new RunningProcess(name, Deno.execPath(), [
-      ...["run", "-q", "--no-prompt", `--allow-net=${LOCALHOST}`, script],
-      ...args.map(String),
-    ]);
-  const processes = serverPorts.map((port, i) =>
-    start(`floor-server${i + 1}`, ["server", port, ...serverPorts.filter((p) => p !== port)])
-  );
-  try {
-    for (const port of serverPorts) {
-      await eventually(`floor server ${port}`, async () => await storedOn(port, "none") ?? true);
+for (const chain of [false, true]) {
+  const mode = chain ? "chain" : "star";
+  Deno.test(`floor cluster (${mode}): a set is on all three servers when STORED comes back`, async () => {
+    const [gatewayPort, ...serverPorts] = freePorts(4);
+    const script = new URL("../tools/bench/floor_cluster.ts", import.meta.url).pathname;
+    const start = (name: string, args: (string | number)[]) =>
+      new RunningProcess(name, Deno.execPath(), [
+        ...["run", "-q", "--no-prompt", `--allow-net=${LOCALHOST}`, script],
+        ...args.map(String),
+      ]);
+    const processes = serverPorts.map((port, i) =>
+      start(`floor-server${i + 1}`, ["server", port, ...serverPorts.filter((p) => p !== port)])
+    );
+    try {
+      for (const port of serverPorts) {
+        await eventually(`floor server ${port}`, async () => await storedOn(port, "none") ?? true);
+      }
+      processes.push(
+        start("floor-gateway", [
+          "gateway",
+          gatewayPort,
+          ...serverPorts,
+          ...(chain ? ["--chain"] : []),
+        ]),
+      );
+      const stored = await eventually(
+        "the floor gateway",
+        () => tcpExchange(gatewayPort, "set k 7 0 3\r\nabc\r\n", "\r\n"),
+      );
+      assert.equal(stored, "STORED\r\n");
+      for (const port of serverPorts) assert.equal(await storedOn(port, "k"), "VALUE k 7 3\r\nabc");
+      assert.equal(
+        await tcpExchange(gatewayPort, "get k\r\nget other\r\nstats\r\n", "ERROR\r\n"),
+        "VALUE k 7 3\r\nabc\r\nEND\r\nEND\r\nERROR\r\n",
+      );
+    } finally {
+      await Promise.all(processes.map((process) => process.stop()));
     }
-    processes.push(start("floor-gateway", ["gateway", gatewayPort, ...serverPorts]));
-    const stored = await eventually(
-      "the floor gateway",
-      () => tcpExchange(gatewayPort, "set k 7 0 3\r\nabc\r\n", "\r\n"),
-    );
-    assert.equal(stored, "STORED\r\n");
-    for (const port of serverPorts) assert.equal(await storedOn(port, "k"), "VALUE k 7 3\r\nabc");
-    assert.equal(
-      await tcpExchange(gatewayPort, "get k\r\nget other\r\nstats\r\n", "ERROR\r\n"),
-      "VALUE k 7 3\r\nabc\r\nEND\r\nEND\r\nERROR\r\n",
-    );
-  } finally {
-    await Promise.all(processes.map((process) => process.stop()));
-  }
-});
+  });
+}

@@ -69,6 +69,8 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
                         process answering get/set from a Map (the runtime's cost of one hop),
                         and against tools/bench/floor_cluster.ts: a gateway and 3 servers on
                         kumo's paths with 3 copies and nothing else (the topology's cost)
+  --floor-chain         --floor with the topology floor's sets on chain replication's path
+                        (gateway → coordinator → replica → replica → gateway)
   --memory              instead: fill --keys keys of --value-bytes through the gateway and
                         print each server's RSS, again after reading every key back and
                         through 90 s idle, then print the gateway's RSS every 10 s
@@ -139,11 +141,15 @@ function printThroughput(results: WorkloadResult[]): void {
  * The floors' lines per workload: what one Deno process hop costs (floor_server.ts), and what
  * kumo's paths through five processes cost with none of kumo's work (floor_cluster.ts).
  */
-function printFloor(results: WorkloadResult[]): void {
+function printFloor(results: WorkloadResult[], chain: boolean): void {
   if (results.every((r) => r.floor.length === 0)) return;
   console.log(
     "\nruntime floor (floor_server.ts: one Deno process, get/set from a Map) and topology floor\n" +
-      "(floor_cluster.ts: a gateway and 3 servers on kumo's paths, 3 copies, nothing else)\n" +
+      "(floor_cluster.ts: a gateway and 3 servers on kumo's paths, 3 copies, nothing else" +
+      (chain
+        ? "; sets\non chain replication's path: gateway → coordinator → replica → replica → gateway"
+        : "") +
+      ")\n" +
       "workload          floor TPS  ratio  topology TPS  ratio | CPU µs/op: floor  topology " +
       "(gateway  servers)  memcached   kumo",
   );
@@ -207,6 +213,7 @@ async function main(argv: string[]): Promise<number> {
         "server-arg": { type: "string", multiple: true, default: [] },
         memory: { type: "boolean", default: false },
         floor: { type: "boolean", default: false },
+        "floor-chain": { type: "boolean", default: false },
         keys: { type: "string", default: "1000000" },
         "value-bytes": { type: "string", default: "100" },
         soak: { type: "string", default: "10m" },
@@ -275,7 +282,11 @@ async function main(argv: string[]): Promise<number> {
   }
   let processes: BenchProcesses | undefined;
   try {
-    processes = await startBenchProcesses(values["server-arg"], { floor: values.floor });
+    const floorChain = values["floor-chain"];
+    processes = await startBenchProcesses(values["server-arg"], {
+      floor: values.floor || floorChain,
+      floorChain,
+    });
     if (values.memory) {
       return await measureMemory(processes, {
         keys: Number(values.keys),
@@ -301,7 +312,7 @@ async function main(argv: string[]): Promise<number> {
       };
       for (let round = 0; round < rounds; round++) {
         const order: Target[] = round % 2 === 0 ? ["memcached", "kumo"] : ["kumo", "memcached"];
-        if (values.floor) order.splice(1, 0, "floor", "floorCluster");
+        if (values.floor || floorChain) order.splice(1, 0, "floor", "floorCluster");
         for (const target of order) {
           const run = await measureTarget(processes, target, configPath, values.time);
           result[target].push(run);
@@ -314,7 +325,7 @@ async function main(argv: string[]): Promise<number> {
     }
     printThroughput(results);
     printSwitches(results);
-    printFloor(results);
+    printFloor(results, floorChain);
 
     const primaryMix = results.find((r) => r.workload.primary && r.workload.getRatio > 0);
     const keySet = makeKeySet(1000, 64, 1024);

@@ -10,7 +10,13 @@
  * is what the process hops and wake-ups of kumo's paths cost on this runtime, and kumo's CPU per
  * op above it is kumo's own work (README, Performance).
  *
+ * With `--chain` (the gateway's last argument) a set takes the path chain replication would:
+ * gateway → coordinator → replica → replica → gateway, the tail answering. That is the floor of
+ * a protocol kumo does not run — the coordinator never learns the set replicated — measured to
+ * see what fewer messages per set could at best give (`deno task bench -- --floor-chain`).
+ *
  *   deno run --allow-net=127.0.0.1 tools/bench/floor_cluster.ts gateway <port> <server ports ×3>
+ *     [--chain]
  *   deno run --allow-net=127.0.0.1 tools/bench/floor_cluster.ts server <port> <peer ports ×2>
  */
 import { concatBytes } from "../../core/bytes.ts";
@@ -32,6 +38,15 @@ export const enum FrameType {
   Value = 4,
   Miss = 5,
   Done = 6,
+  /**
+   * Chain replication (`--chain`): to the coordinator, which stores and passes the set down
+   * the chain; the chain's tail answers the gateway.
+   */
+  ChainSet = 7,
+  /** Down the chain, no answer: the value is prefixed by the next hop's u16 port, 0 at the tail. */
+  ChainReplicate = 8,
+  /** From the gateway when it connects, answered Done: where chain tails send their answers. */
+  Hello = 9,
 }
 
 /** u32 length of what follows, u8 type, u32 id, u16 key length. */
@@ -81,36 +96,62 @@ export function parseFrames(
   return start;
 }
 
+/**
+ * Calls waiting for their reply, by id, over every link of a process: in chain mode a set's
+ * answer comes back on another connection than the one it went out on.
+ */
+class PendingCalls {
+  readonly #waiting = new Map<number, (reply: Uint8Array | null) => void>();
+  #nextId = 1;
+
+  add(resolve: (reply: Uint8Array | null) => void): number {
+    const id = this.#nextId++;
+    this.#waiting.set(id, resolve);
+    return id;
+  }
+
+  settle(id: number, reply: Uint8Array | null): void {
+    const resolve = this.#waiting.get(id);
+    this.#waiting.delete(id);
+    resolve?.(reply);
+  }
+
+  /** A link was lost: which of the calls it carried cannot be told, so all of them fail. */
+  failAll(): void {
+    for (const resolve of this.#waiting.values()) resolve(null);
+    this.#waiting.clear();
+  }
+}
+
 /** A connection to a server: requests out, replies matched to them by id. */
 class ServerLink {
   readonly #writer: BatchedWriter;
-  readonly #pending = new Map<number, (reply: Uint8Array | null) => void>();
-  #nextId = 1;
 
-  constructor(connection: Deno.TcpConn) {
+  constructor(connection: Deno.TcpConn, private readonly pending = new PendingCalls()) {
     connection.setNoDelay(true);
     this.#writer = new BatchedWriter(connection);
     readMessages(
       connection,
       (buffer, start, end) =>
         parseFrames(buffer, start, end, (type, id, _key, value) => {
-          const resolve = this.#pending.get(id);
-          this.#pending.delete(id);
-          resolve?.(
+          pending.settle(
+            id,
             type === FrameType.Value ? value.slice() : type === FrameType.Done ? value : null,
           );
         }),
-    ).finally(() => {
-      for (const resolve of this.#pending.values()) resolve(null);
-      this.#pending.clear();
-    });
+    ).finally(() => pending.failAll());
   }
 
   /** The reply's value (empty for Done), or null for a miss or a lost connection. */
   call(type: FrameType, key: Uint8Array, value?: Uint8Array): Promise<Uint8Array | null> {
-    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#writer.push(encodeFrame(type, this.pending.add(resolve), key, value));
+    });
+  }
+
+  /** A message that is not answered on this link. */
+  send(type: FrameType, id: number, key: Uint8Array, value: Uint8Array): void {
     this.#writer.push(encodeFrame(type, id, key, value));
-    return new Promise((resolve) => this.#pending.set(id, resolve));
   }
 }
 
@@ -121,7 +162,7 @@ export function coordinatorOf(key: string, servers: number): number {
   return (hash >>> 0) % servers;
 }
 
-async function runGateway(port: number, servers: ServerLink[]): Promise<void> {
+async function runGateway(port: number, servers: ServerLink[], chain: boolean): Promise<void> {
   for await (const connection of Deno.listen({ hostname: HOST, port })) {
     connection.setNoDelay(true);
     const writer = new BatchedWriter(connection);
@@ -143,7 +184,11 @@ async function runGateway(port: number, servers: ServerLink[]): Promise<void> {
             encoder.encode(`VALUE ${key} ${flags} ${data.length}\r\n`),
             data,
           ]);
-          const done = server.call(FrameType.Set, encoder.encode(key), value);
+          const done = server.call(
+            chain ? FrameType.ChainSet : FrameType.Set,
+            encoder.encode(key),
+            value,
+          );
           if (!noreply) replies.push(done.then((ok) => ok ? STORED : ERROR));
         },
         unknown() {
@@ -159,13 +204,23 @@ async function runGateway(port: number, servers: ServerLink[]): Promise<void> {
 async function runServer(port: number, peerPorts: number[]): Promise<void> {
   const store = new Map<string, Uint8Array>();
   const latin1 = new TextDecoder("latin1");
-  let peers: Promise<ServerLink[]> | undefined;
-  const connectPeers = () =>
-    peers ??= Promise.all(
-      peerPorts.map(async (peerPort) =>
-        new ServerLink(await Deno.connect({ hostname: HOST, port: peerPort }))
-      ),
-    );
+  const links = new Map<number, Promise<ServerLink>>();
+  const peer = (peerPort: number) => {
+    let link = links.get(peerPort);
+    if (!link) {
+      link = Deno.connect({ hostname: HOST, port: peerPort }).then((c) => new ServerLink(c));
+      links.set(peerPort, link);
+    }
+    return link;
+  };
+  /** Where a chain's tail answers: the connection the gateway said Hello on. */
+  let gateway: BatchedWriter | undefined;
+  const withNextHop = (nextPort: number, value: Uint8Array) => {
+    const framed = new Uint8Array(2 + value.length);
+    new DataView(framed.buffer).setUint16(0, nextPort);
+    framed.set(value, 2);
+    return framed;
+  };
   for await (const connection of Deno.listen({ hostname: HOST, port })) {
     connection.setNoDelay(true);
     const writer = new BatchedWriter(connection);
@@ -174,7 +229,10 @@ async function runServer(port: number, peerPorts: number[]): Promise<void> {
       (buffer, start, end) =>
         parseFrames(buffer, start, end, (type, id, keyBytes, value) => {
           const key = latin1.decode(keyBytes);
-          if (type === FrameType.Get) {
+          if (type === FrameType.Hello) {
+            gateway = writer;
+            writer.push(encodeFrame(FrameType.Done, id, new Uint8Array(0)));
+          } else if (type === FrameType.Get) {
             const stored = store.get(key);
             writer.push(
               stored
@@ -188,17 +246,36 @@ async function runServer(port: number, peerPorts: number[]): Promise<void> {
             const copy = value.slice();
             store.set(key, copy);
             const keyCopy = keyBytes.slice();
-            connectPeers()
-              .then((links) =>
-                Promise.all(links.map((link) => link.call(FrameType.Replicate, keyCopy, copy)))
+            Promise.all(
+              peerPorts.map((peerPort) =>
+                peer(peerPort).then((link) => link.call(FrameType.Replicate, keyCopy, copy))
+              ),
+            ).then((acks) =>
+              writer.push(
+                acks.every((ack) => ack !== null)
+                  ? encodeFrame(FrameType.Done, id, new Uint8Array(0))
+                  : encodeFrame(FrameType.Miss, id, new Uint8Array(0)),
               )
-              .then((acks) =>
-                writer.push(
-                  acks.every((ack) => ack !== null)
-                    ? encodeFrame(FrameType.Done, id, new Uint8Array(0))
-                    : encodeFrame(FrameType.Miss, id, new Uint8Array(0)),
-                )
+            );
+          } else if (type === FrameType.ChainSet) {
+            store.set(key, value.slice());
+            const framed = withNextHop(peerPorts[1], value);
+            const keyCopy = keyBytes.slice();
+            peer(peerPorts[0]).then((link) =>
+              link.send(FrameType.ChainReplicate, id, keyCopy, framed)
+            );
+          } else if (type === FrameType.ChainReplicate) {
+            const nextPort = new DataView(value.buffer, value.byteOffset).getUint16(0);
+            store.set(key, value.slice(2));
+            if (nextPort !== 0) {
+              const framed = withNextHop(0, value.subarray(2));
+              const keyCopy = keyBytes.slice();
+              peer(nextPort).then((link) =>
+                link.send(FrameType.ChainReplicate, id, keyCopy, framed)
               );
+            } else {
+              gateway?.push(encodeFrame(FrameType.Done, id, new Uint8Array(0)));
+            }
           }
         }),
     );
@@ -207,18 +284,22 @@ async function runServer(port: number, peerPorts: number[]): Promise<void> {
 
 if (import.meta.main) {
   const [role, ...rest] = Deno.args;
-  const ports = rest.map(Number);
+  const chain = rest.at(-1) === "--chain";
+  const ports = (chain ? rest.slice(0, -1) : rest).map(Number);
   const valid = ports.every((p) => Number.isInteger(p) && p > 0 && p <= 65535);
   if (valid && role === "gateway" && ports.length === 4) {
+    const pending = new PendingCalls();
     const servers = ports.slice(1).map(async (serverPort) =>
-      new ServerLink(await Deno.connect({ hostname: HOST, port: serverPort }))
+      new ServerLink(await Deno.connect({ hostname: HOST, port: serverPort }), pending)
     );
-    await runGateway(ports[0], await Promise.all(servers));
-  } else if (valid && role === "server" && ports.length === 3) {
+    const links = await Promise.all(servers);
+    await Promise.all(links.map((link) => link.call(FrameType.Hello, new Uint8Array(0))));
+    await runGateway(ports[0], links, chain);
+  } else if (valid && role === "server" && ports.length === 3 && !chain) {
     await runServer(ports[0], ports.slice(1));
   } else {
     console.error(
-      "usage: floor_cluster.ts gateway <port> <server port> <server port> <server port>\n" +
+      "usage: floor_cluster.ts gateway <port> <server port> <server port> <server port> [--chain]\n" +
         "       floor_cluster.ts server <port> <peer port> <peer port>",
     );
     Deno.exit(1);

@@ -132,6 +132,8 @@ export interface BenchProcessOptions {
    * allowed only the network on 127.0.0.1).
    */
   readonly floor?: boolean;
+  /** The topology floor's sets take chain replication's path (floor_cluster.ts `--chain`). */
+  readonly floorChain?: boolean;
   /** Start memcached (default); --compare runs two kumo clusters and no memcached. */
   readonly memcached?: boolean;
   /** The kumo checkout whose roles to run (default: this one). */
@@ -144,7 +146,7 @@ export interface BenchProcessOptions {
  */
 export async function startBenchProcesses(
   serverArgs: string[] = [],
-  { floor = false, memcached = true, kumoRoot }: BenchProcessOptions = {},
+  { floor = false, floorChain = false, memcached = true, kumoRoot }: BenchProcessOptions = {},
 ): Promise<BenchProcesses> {
   const dataDir = await Deno.makeTempDir({ prefix: "kumo-bench-" });
   const children = new Map<string, Spawned>();
@@ -247,6 +249,7 @@ export async function startBenchProcesses(
           "gateway",
           String(floorClusterPort),
           ...serverPorts.map(String),
+          ...(floorChain ? ["--chain"] : []),
         ]),
       );
       await waitForPort(floorClusterPort, "floor_cluster.ts gateway");

@@ -20,14 +20,18 @@
  *   deno run --allow-net=127.0.0.1 tools/bench/floor_cluster.ts server <port> <peer ports ×2>
  */
 import { concatBytes } from "../../core/bytes.ts";
-import { BatchedWriter, parseTextRequests, readMessages } from "./floor_io.ts";
+import {
+  BatchedWriter,
+  END,
+  ERROR,
+  parseTextRequests,
+  readMessages,
+  STORED,
+  VALUE_END,
+} from "./floor_io.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
-const STORED = encoder.encode("STORED\r\n");
-const END = encoder.encode("END\r\n");
-const ERROR = encoder.encode("ERROR\r\n");
-const VALUE_END = encoder.encode("\r\nEND\r\n");
 
 /** Frame types: requests, then replies. */
 export const enum FrameType {

@@ -10,6 +10,14 @@ import { concatBytes } from "../../core/bytes.ts";
 const CR = 13, LF = 10;
 const BUFFER_BYTES = 64 * 1024;
 const latin1 = new TextDecoder("latin1");
+const ascii = new TextEncoder();
+
+/** The memcached replies the floors send. */
+export const STORED = ascii.encode("STORED\r\n");
+export const END = ascii.encode("END\r\n");
+export const ERROR = ascii.encode("ERROR\r\n");
+/** After a get's value: the end of its data block and of the reply. */
+export const VALUE_END = ascii.encode("\r\nEND\r\n");
 
 /**
  * Reads `connection` until it ends, handing `consume` the unhandled bytes `buffer[start, end)`

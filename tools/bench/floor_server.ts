@@ -15,13 +15,17 @@
  */
 
 import { concatBytes } from "../../core/bytes.ts";
-import { BatchedWriter, parseTextRequests, readMessages } from "./floor_io.ts";
+import {
+  BatchedWriter,
+  END,
+  ERROR,
+  parseTextRequests,
+  readMessages,
+  STORED,
+  VALUE_END,
+} from "./floor_io.ts";
 
 const encoder = new TextEncoder();
-const STORED = encoder.encode("STORED\r\n");
-const END = encoder.encode("END\r\n");
-const ERROR = encoder.encode("ERROR\r\n");
-const VALUE_END = encoder.encode("\r\nEND\r\n");
 
 /** A stored value and the reply header that precedes it (`VALUE <key> <flags> <bytes>\r\n`). */
 interface Entry {

@@ -283,10 +283,8 @@ async function main(argv: string[]): Promise<number> {
   let processes: BenchProcesses | undefined;
   try {
     const floorChain = values["floor-chain"];
-    processes = await startBenchProcesses(values["server-arg"], {
-      floor: values.floor || floorChain,
-      floorChain,
-    });
+    const withFloors = values.floor || floorChain;
+    processes = await startBenchProcesses(values["server-arg"], { floor: withFloors, floorChain });
     if (values.memory) {
       return await measureMemory(processes, {
         keys: Number(values.keys),
@@ -312,7 +310,7 @@ async function main(argv: string[]): Promise<number> {
       };
       for (let round = 0; round < rounds; round++) {
         const order: Target[] = round % 2 === 0 ? ["memcached", "kumo"] : ["kumo", "memcached"];
-        if (values.floor || floorChain) order.splice(1, 0, "floor", "floorCluster");
+        if (withFloors) order.splice(1, 0, "floor", "floorCluster");
         for (const target of order) {
           const run = await measureTarget(processes, target, configPath, values.time);
           result[target].push(run);

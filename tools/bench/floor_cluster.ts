@@ -24,13 +24,13 @@ import {
   BatchedWriter,
   END,
   ERROR,
+  HOST,
   parseTextRequests,
   readMessages,
   STORED,
   VALUE_END,
 } from "./floor_io.ts";
 
-const HOST = "127.0.0.1";
 const encoder = new TextEncoder();
 
 /** Frame types: requests, then replies. */

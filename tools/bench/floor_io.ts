@@ -7,6 +7,9 @@
  */
 import { concatBytes } from "../../core/bytes.ts";
 
+/** The floors listen and connect on the bench's loopback address only. */
+export { HOST } from "./runs.ts";
+
 const CR = 13, LF = 10;
 const BUFFER_BYTES = 64 * 1024;
 const latin1 = new TextDecoder("latin1");

@@ -19,6 +19,7 @@ import {
   BatchedWriter,
   END,
   ERROR,
+  HOST,
   parseTextRequests,
   readMessages,
   STORED,
@@ -81,7 +82,7 @@ if (import.meta.main) {
     Deno.exit(1);
   }
   const store = new Map<string, Entry>();
-  for await (const connection of Deno.listen({ hostname: "127.0.0.1", port })) {
+  for await (const connection of Deno.listen({ hostname: HOST, port })) {
     serve(store, connection);
   }
 }

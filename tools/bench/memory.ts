@@ -4,6 +4,7 @@
  */
 import { type MemoryKiB, memoryKiB } from "./proc_stats.ts";
 import type { BenchProcesses } from "./processes.ts";
+import { HOST } from "./runs.ts";
 import { ReplyCounter } from "./text_load.ts";
 
 const encoder = new TextEncoder();
@@ -20,7 +21,7 @@ export async function fill(
   valueBytes: number,
   onProgress: (stored: number) => void,
 ): Promise<void> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = await Deno.connect({ hostname: HOST, port });
   const value = "v".repeat(valueBytes);
   const reply = new Uint8Array(64);
   try {
@@ -59,7 +60,7 @@ export async function readBack(
   count: number,
   onProgress: (read: number) => void,
 ): Promise<number> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = await Deno.connect({ hostname: HOST, port });
   const replies = new ReplyCounter();
   const chunk = new Uint8Array(256 * 1024);
   try {

@@ -6,8 +6,8 @@
 import { ManagerMethod } from "../../core/messages.ts";
 import { connectRpc } from "../../roles/rpc/rpc.ts";
 import { type ProgramCommand, roleCommand } from "../role_process.ts";
+import { HOST } from "./runs.ts";
 
-const HOST = "127.0.0.1";
 const START_TIMEOUT_MS = 30_000;
 
 export interface BenchProcesses {

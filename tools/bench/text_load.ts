@@ -3,6 +3,7 @@
  * rate, and pipelined multi-gets. Speaks the memcached text protocol to any server (memcached or
  * a kumo gateway), so both are measured by the same client in the same run.
  */
+import { HOST } from "./runs.ts";
 
 const encoder = new TextEncoder();
 const CR = 13;
@@ -110,7 +111,7 @@ class TextConnection {
   }
 
   static async open(port: number): Promise<TextConnection> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const conn = await Deno.connect({ hostname: HOST, port });
     conn.setNoDelay(true);
     return new TextConnection(conn);
   }

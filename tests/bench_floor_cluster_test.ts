@@ -1,11 +1,15 @@
 /**
  * The topology floor of `deno task bench -- --floor` (tools/bench/floor_cluster.ts) must do what
  * kumo's paths do, or its CPU per op would measure less than the least a kumo operation costs:
- * its frames survive any split into reads, a set reaches all three servers before it is
- * answered, and a get is answered like memcached answers it.
+ * its frames survive any split into reads, a set reaches all three servers (with `--store` or
+ * `--sqlite`: their SQLite files) before it is answered, and a get is answered like memcached
+ * answers it.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { concatBytes } from "../core/bytes.ts";
+import { hash64 } from "../core/hash.ts";
+import { SqliteStore } from "../roles/runtime/sqlite/store.ts";
 import {
   coordinatorOf,
   encodeFrame,
@@ -97,18 +101,46 @@ async function storedOn(port: number, key: string): Promise<string | null> {
   }
 }
 
-for (const chain of [false, true]) {
-  const mode = chain ? "chain" : "star";
+/** The value of `key` in a floor server's file, read after the server stopped. */
+function storedInFile(mode: "store" | "sqlite", file: string, key: Uint8Array): string | undefined {
+  if (mode === "sqlite") {
+    const db = new DatabaseSync(file);
+    try {
+      const row = db.prepare("SELECT value FROM kv WHERE key = ?").get(key);
+      return row && decoder.decode(row.value as Uint8Array);
+    } finally {
+      db.close();
+    }
+  }
+  const store = SqliteStore.open(file, { mustExist: true });
+  try {
+    const value = store.get(key, hash64(key))?.value;
+    return value ? decoder.decode(value) : undefined;
+  } finally {
+    store.close();
+  }
+}
+
+for (const mode of ["star", "chain", "store", "sqlite"] as const) {
+  const withFile = mode === "store" || mode === "sqlite";
   Deno.test(`floor cluster (${mode}): a set is on all three servers when STORED comes back`, async () => {
     const [gatewayPort, ...serverPorts] = freePorts(4);
     const script = new URL("../tools/bench/floor_cluster.ts", import.meta.url).pathname;
+    const dataDir = await Deno.makeTempDir({ prefix: "kumo-floor-test-" });
+    const storeFiles = serverPorts.map((_, i) => `${dataDir}/floor-server${i + 1}.db`);
+    const storeAccess = withFile ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`] : [];
     const start = (name: string, args: (string | number)[]) =>
       new RunningProcess(name, Deno.execPath(), [
-        ...["run", "-q", "--no-prompt", `--allow-net=${LOCALHOST}`, script],
+        ...["run", "-q", "--no-prompt", `--allow-net=${LOCALHOST}`, ...storeAccess, script],
         ...args.map(String),
       ]);
     const processes = serverPorts.map((port, i) =>
-      start(`floor-server${i + 1}`, ["server", port, ...serverPorts.filter((p) => p !== port)])
+      start(`floor-server${i + 1}`, [
+        "server",
+        port,
+        ...serverPorts.filter((p) => p !== port),
+        ...(withFile ? [`--${mode}`, storeFiles[i]] : []),
+      ])
     );
     try {
       for (const port of serverPorts) {
@@ -119,7 +151,7 @@ for (const chain of [false, true]) {
           "gateway",
           gatewayPort,
           ...serverPorts,
-          ...(chain ? ["--chain"] : []),
+          ...(mode === "chain" ? ["--chain"] : []),
         ]),
       );
       const stored = await eventually(
@@ -134,6 +166,16 @@ for (const chain of [false, true]) {
       );
     } finally {
       await Promise.all(processes.map((process) => process.stop()));
+    }
+    try {
+      if (withFile) {
+        // In the file, not only in the server's memory: the set was committed on every server.
+        for (const file of storeFiles) {
+          assert.equal(storedInFile(mode, file, encoder.encode("k")), "VALUE k 7 3\r\nabc");
+        }
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
     }
   });
 }

@@ -15,7 +15,10 @@
  * - With `--floor`: the same runs against bench/floor_server.ts, a Deno process that answers
  *   get/set from a Map and does nothing else — what one process hop costs on this runtime — and
  *   against bench/floor_cluster.ts, kumo's paths (a gateway, three servers, 3 synchronous
- *   copies) with none of kumo's work: the least a kumo operation can cost here.
+ *   copies) with none of kumo's work: the least a kumo operation can cost here. With
+ *   `--floor-servers` one such topology floor per way its servers work: without storage, with
+ *   the simplest SQLite store, with kumo's own store (the least a kumo operation can cost when
+ *   its 3 copies are kept in SQLite), with sets on chain replication's path.
  *
  * Needs `memcached` and `memcaslap` (Debian: apt-get install memcached libmemcached-tools).
  *
@@ -23,6 +26,8 @@
  *   deno task bench -- --time 5s --rounds 5 --json bench.json
  *   deno task bench -- --workloads primary   only the 64 B / 1 KiB workloads
  *   deno task bench -- --floor               also measure the runtime's floor
+ *   deno task bench -- --floor-servers map,sqlite,store   topology floors without storage,
+ *                                            with the simplest SQLite store, with kumo's store
  *   deno task bench -- --memory              RSS: a server with 1M keys of 100 B, and the
  *                                            gateway through 10 minutes of the primary mix
  */
@@ -31,7 +36,13 @@ import { withoutTaskSeparator } from "../core/command_line.ts";
 import { fill, type MemoryReport, readBack, sampleWhile, serverRss } from "./bench/memory.ts";
 import { type MemoryKiB, memoryKiB } from "./bench/proc_stats.ts";
 import { checkoutProblem, compareCheckouts } from "./bench/compare.ts";
-import { type BenchProcesses, startBenchProcesses } from "./bench/processes.ts";
+import {
+  type BenchProcesses,
+  FLOOR_SERVERS,
+  type FloorServers,
+  isFloorServers,
+  startBenchProcesses,
+} from "./bench/processes.ts";
 import {
   CONNECTIONS,
   measureRun,
@@ -69,8 +80,12 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
                         process answering get/set from a Map (the runtime's cost of one hop),
                         and against tools/bench/floor_cluster.ts: a gateway and 3 servers on
                         kumo's paths with 3 copies and nothing else (the topology's cost)
-  --floor-chain         --floor with the topology floor's sets on chain replication's path
-                        (gateway → coordinator → replica → replica → gateway)
+  --floor-servers <map> --floor, with one topology floor for each of a comma-separated list
+                        of ways its servers work: map (values in a Map), chain (sets on
+                        chain replication's path: gateway → coordinator → replica →
+                        replica → gateway), sqlite (values in the simplest SQLite store: a
+                        key/value table, an upsert per write, a COMMIT per turn) or store
+                        (values in kumo's SQLite store); e.g. --floor-servers map,sqlite,store
   --memory              instead: fill --keys keys of --value-bytes through the gateway and
                         print each server's RSS, again after reading every key back and
                         through 90 s idle, then print the gateway's RSS every 10 s
@@ -82,7 +97,14 @@ const USAGE = `Usage: deno task bench [-- [options] [<time per run>]]
                         (the other checkout must attach servers the way this one does)
 Needs memcached and memcaslap: apt-get install -y memcached libmemcached-tools`;
 
-type Target = "memcached" | "kumo" | "floor" | "floorCluster";
+type Target = "memcached" | "kumo" | "floor" | TopologyTarget;
+/** A topology floor (floor_cluster.ts), by how its servers work. */
+type TopologyTarget = `topology-${FloorServers}`;
+const TOPOLOGY = "topology-";
+
+function topologyServers(target: Target): FloorServers | undefined {
+  return target.startsWith(TOPOLOGY) ? target.slice(TOPOLOGY.length) as FloorServers : undefined;
+}
 
 interface WorkloadResult {
   readonly workload: Workload;
@@ -90,14 +112,15 @@ interface WorkloadResult {
   readonly kumo: Run[];
   /** Empty unless `--floor`. */
   readonly floor: Run[];
-  /** The topology floor (floor_cluster.ts); empty unless `--floor`. */
-  readonly floorCluster: Run[];
+  /** Each topology floor's runs (floor_cluster.ts), by how its servers work; none without a floor. */
+  readonly topology: Partial<Record<FloorServers, Run[]>>;
 }
 
 /** The processes that serve `target`'s runs. */
 function targetProcesses(target: Target, name: string): boolean {
   if (target === "kumo") return name !== "memcached" && !name.startsWith("floor");
-  if (target === "floorCluster") return name.startsWith("floor-");
+  const servers = topologyServers(target);
+  if (servers !== undefined) return name.startsWith(`floor-${servers}-`);
   return name === target;
 }
 
@@ -109,12 +132,13 @@ function measureTarget(
   time: string,
 ): Promise<Run> {
   const pids = new Map([...processes.pids].filter(([name]) => targetProcesses(target, name)));
+  const servers = topologyServers(target);
   const port = target === "memcached"
     ? processes.memcachedPort
     : target === "floor"
     ? processes.floorPort!
-    : target === "floorCluster"
-    ? processes.floorClusterPort!
+    : servers !== undefined
+    ? processes.topologyFloorPorts.get(servers)!
     : processes.gatewayPort;
   return measureRun(pids, port, configPath, time);
 }
@@ -137,34 +161,48 @@ function printThroughput(results: WorkloadResult[]): void {
   }
 }
 
+/** What each topology floor's servers do, for the table's legend. */
+const TOPOLOGY_SERVERS: Record<FloorServers, string> = {
+  map: "values in a Map",
+  chain: "values in a Map; sets on chain replication's path (gateway → coordinator → replica → " +
+    "replica → gateway)",
+  sqlite: "values in the simplest SQLite store (a key/value table, an upsert, a COMMIT per turn, " +
+    "SQLite's defaults otherwise)",
+  store: "values in kumo's SQLite store (roles/runtime/sqlite/store.ts)",
+};
+
 /**
- * The floors' lines per workload: what one Deno process hop costs (floor_server.ts), and what
- * kumo's paths through five processes cost with none of kumo's work (floor_cluster.ts).
+ * The floors' lines per workload, beside memcached's and kumo's: what one Deno process hop
+ * costs (floor_server.ts), and what kumo's paths through five processes cost with none of kumo's
+ * work, or with only its storage (floor_cluster.ts).
  */
-function printFloor(results: WorkloadResult[], chain: boolean): void {
+function printFloor(results: WorkloadResult[], floorServers: readonly FloorServers[]): void {
   if (results.every((r) => r.floor.length === 0)) return;
   console.log(
-    "\nruntime floor (floor_server.ts: one Deno process, get/set from a Map) and topology floor\n" +
-      "(floor_cluster.ts: a gateway and 3 servers on kumo's paths, 3 copies, nothing else" +
-      (chain
-        ? "; sets\non chain replication's path: gateway → coordinator → replica → replica → gateway"
-        : "") +
-      ")\n" +
-      "workload          floor TPS  ratio  topology TPS  ratio | CPU µs/op: floor  topology " +
-      "(gateway  servers)  memcached   kumo",
+    "\nfloors: one hop = floor_server.ts (one Deno process, get/set from a Map); topology " +
+      "floors =\nfloor_cluster.ts (a gateway and 3 servers on kumo's paths, 3 copies, nothing " +
+      "else; a write\nacknowledged once every copy holds it, after COMMIT where there is " +
+      "one), their servers:\n" +
+      floorServers.map((servers) => `  ${servers}: ${TOPOLOGY_SERVERS[servers]}\n`).join("") +
+      "workload        of          TPS  ratio | CPU µs/op  (gateway  servers)",
   );
-  for (const { workload, memcached, kumo, floor, floorCluster } of results) {
-    const m = summarize(memcached), k = summarize(kumo);
-    const f = summarize(floor), t = summarize(floorCluster);
-    const servers = ["floor-server1", "floor-server2", "floor-server3"]
-      .map((name) => t.cpu[name].toFixed(0)).join("/");
-    console.log(
-      `${workload.name.padEnd(14)} ${pad(f.tps, 12)} ${pad((f.tps / m.tps).toFixed(2), 6)} ` +
-        `${pad(t.tps, 13)} ${pad((t.tps / m.tps).toFixed(2), 6)} |` +
-        `           ${pad(f.total.toFixed(1), 5)} ${pad(t.total.toFixed(0), 9)} ` +
-        `(${pad(t.cpu["floor-gateway"].toFixed(0), 7)} ${pad(servers, 8)}) ` +
-        `${pad(m.total.toFixed(1), 10)} ${pad(k.total.toFixed(0), 6)}`,
-    );
+  for (const { workload, memcached, kumo, floor, topology } of results) {
+    const m = summarize(memcached);
+    const line = (label: string, runs: Run[], prefix?: string) => {
+      const r = summarize(runs);
+      const cpu = (name: string) => r.cpu[`${prefix}${name}`].toFixed(0);
+      const byProcess = prefix === undefined
+        ? ""
+        : ` (${pad(cpu("gateway"), 7)}  ${["server1", "server2", "server3"].map(cpu).join("/")})`;
+      console.log(
+        `${workload.name.padEnd(15)} ${label.padEnd(9)} ${pad(r.tps, 6)} ` +
+          `${pad((r.tps / m.tps).toFixed(2), 6)} | ${pad(r.total.toFixed(1), 9)}${byProcess}`,
+      );
+    };
+    line("memcached", memcached);
+    line("one hop", floor);
+    for (const servers of floorServers) line(servers, topology[servers]!, `floor-${servers}-`);
+    line("kumo", kumo, "");
   }
 }
 
@@ -174,17 +212,20 @@ function printFloor(results: WorkloadResult[], chain: boolean): void {
  * switches several times as often per operation as memcached; the CPU per op divided by these is
  * what each wake-up costs (README, Performance).
  */
-function printSwitches(results: WorkloadResult[]): void {
+function printSwitches(results: WorkloadResult[], floorServers: readonly FloorServers[]): void {
   const withFloor = results.some((r) => r.floor.length > 0);
+  const floors = withFloor ? floorServers : [];
   console.log(
-    "\ncontext switches per op   memcached" + (withFloor ? "  floor  topology" : "") +
+    "\ncontext switches per op   memcached" + (withFloor ? "  floor" : "") +
+      floors.map((servers) => pad(servers, 7)).join("") +
       "   kumo  (gateway  server1  server2  server3  manager)",
   );
-  for (const { workload, memcached, kumo, floor, floorCluster } of results) {
+  for (const { workload, memcached, kumo, floor, topology } of results) {
     const m = summarize(memcached), k = summarize(kumo);
-    const f = floor.length > 0
+    const f = withFloor
       ? pad(summarize(floor).switchesTotal.toFixed(2), 7) +
-        pad(summarize(floorCluster).switchesTotal.toFixed(2), 10)
+        floors.map((servers) => pad(summarize(topology[servers]!).switchesTotal.toFixed(2), 7))
+          .join("")
       : "";
     console.log(
       `${workload.name.padEnd(24)} ${pad(m.switchesTotal.toFixed(2), 10)}${f} ` +
@@ -213,7 +254,7 @@ async function main(argv: string[]): Promise<number> {
         "server-arg": { type: "string", multiple: true, default: [] },
         memory: { type: "boolean", default: false },
         floor: { type: "boolean", default: false },
-        "floor-chain": { type: "boolean", default: false },
+        "floor-servers": { type: "string" },
         keys: { type: "string", default: "1000000" },
         "value-bytes": { type: "string", default: "100" },
         soak: { type: "string", default: "10m" },
@@ -235,6 +276,14 @@ async function main(argv: string[]): Promise<number> {
   if (values.help) {
     console.log(USAGE);
     return 0;
+  }
+  const floorServers = (values["floor-servers"] ?? "map").split(",");
+  if (!floorServers.every(isFloorServers) || new Set(floorServers).size < floorServers.length) {
+    console.error(
+      `bench: --floor-servers takes a list of ${FLOOR_SERVERS.join(", ")}, got ` +
+        `"${values["floor-servers"]}"`,
+    );
+    return 1;
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
@@ -282,9 +331,11 @@ async function main(argv: string[]): Promise<number> {
   }
   let processes: BenchProcesses | undefined;
   try {
-    const floorChain = values["floor-chain"];
-    const withFloors = values.floor || floorChain;
-    processes = await startBenchProcesses(values["server-arg"], { floor: withFloors, floorChain });
+    const withFloors = values.floor || values["floor-servers"] !== undefined;
+    processes = await startBenchProcesses(values["server-arg"], {
+      floor: withFloors,
+      floorServers,
+    });
     if (values.memory) {
       return await measureMemory(processes, {
         keys: Number(values.keys),
@@ -306,24 +357,28 @@ async function main(argv: string[]): Promise<number> {
         memcached: [],
         kumo: [],
         floor: [],
-        floorCluster: [],
+        topology: {},
       };
       for (let round = 0; round < rounds; round++) {
         const order: Target[] = round % 2 === 0 ? ["memcached", "kumo"] : ["kumo", "memcached"];
-        if (withFloors) order.splice(1, 0, "floor", "floorCluster");
+        if (withFloors) {
+          order.splice(1, 0, "floor", ...floorServers.map((s): Target => `topology-${s}`));
+        }
         for (const target of order) {
           const run = await measureTarget(processes, target, configPath, values.time);
-          result[target].push(run);
+          const servers = topologyServers(target);
+          if (servers === undefined) result[target as Exclude<Target, TopologyTarget>].push(run);
+          else (result.topology[servers] ??= []).push(run);
           console.log(
-            `  ${workload.name} round ${round + 1} ${target.padEnd(12)} ${pad(run.tps, 7)} TPS`,
+            `  ${workload.name} round ${round + 1} ${target.padEnd(15)} ${pad(run.tps, 7)} TPS`,
           );
         }
       }
       results.push(result);
     }
     printThroughput(results);
-    printSwitches(results);
-    printFloor(results, floorChain);
+    printSwitches(results, withFloors ? floorServers : []);
+    printFloor(results, floorServers);
 
     const primaryMix = results.find((r) => r.workload.primary && r.workload.getRatio > 0);
     const keySet = makeKeySet(1000, 64, 1024);
@@ -377,10 +432,21 @@ async function main(argv: string[]): Promise<number> {
           .join(", "),
     );
     if (values.json) {
-      const summary = results.map(({ workload, memcached, kumo, floor, floorCluster }) => {
+      const summary = results.map(({ workload, memcached, kumo, floor, topology }) => {
         const m = summarize(memcached), k = summarize(kumo);
         const f = floor.length > 0 ? summarize(floor) : undefined;
-        const t = floorCluster.length > 0 ? summarize(floorCluster) : undefined;
+        const topologyFloors = Object.fromEntries(
+          Object.entries(topology).map(([servers, runs]) => {
+            const t = summarize(runs);
+            return [servers, {
+              tps: t.tps,
+              ratio: t.tps / m.tps,
+              cpuMicrosPerOp: t.total,
+              cpuMicrosPerOpByProcess: t.cpu,
+              switchesPerOp: t.switchesTotal,
+            }];
+          }),
+        );
         return {
           workload: workload.name,
           memcachedTps: m.tps,
@@ -395,14 +461,7 @@ async function main(argv: string[]): Promise<number> {
           ...(f
             ? { floorTps: f.tps, floorCpuMicrosPerOp: f.total, floorSwitchesPerOp: f.switchesTotal }
             : {}),
-          ...(t
-            ? {
-              topologyFloorTps: t.tps,
-              topologyFloorCpuMicrosPerOp: t.total,
-              topologyFloorCpuMicrosPerOpByProcess: t.cpu,
-              topologyFloorSwitchesPerOp: t.switchesTotal,
-            }
-            : {}),
+          ...(f ? { topologyFloors } : {}),
         };
       });
       await Deno.writeTextFile(

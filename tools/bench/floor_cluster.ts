@@ -13,11 +13,22 @@
  * With `--chain` (the gateway's last argument) a set takes the path chain replication would:
  * gateway → coordinator → replica → replica → gateway, the tail answering. That is the floor of
  * a protocol kumo does not run — the coordinator never learns the set replicated — measured to
- * see what fewer messages per set could at best give (`deno task bench -- --floor-chain`).
+ * see what fewer messages per set could at best give (`deno task bench -- --floor-servers chain`).
+ *
+ * With `--store <file>` (a server's last arguments) the server keeps its values in kumo's own
+ * SQLite store (roles/runtime/sqlite/store.ts: its table, group commit, checkpoint worker and read
+ * cache) instead of a `Map`: a get reads it, a set or replicate is a newer-wins write whose
+ * acknowledgement waits for its COMMIT, as in kumo. That cluster is the floor of the seed's design
+ * — these processes, 3 synchronous copies, kept in SQLite — and kumo above it is the work that is
+ * neither the paths nor the store: versions, the ring, the RPC codec, fencing, bookkeeping
+ * (`deno task bench -- --floor-servers store`). With `--sqlite <file>` the values are kept in the
+ * simplest store SQLite allows (floor_storage.ts): what 3 copies in SQLite cost before any design
+ * (`--floor-servers sqlite`).
  *
  *   deno run --allow-net=127.0.0.1 tools/bench/floor_cluster.ts gateway <port> <server ports ×3>
  *     [--chain]
- *   deno run --allow-net=127.0.0.1 tools/bench/floor_cluster.ts server <port> <peer ports ×2>
+ *   deno run --allow-net=127.0.0.1 [--allow-read=<dir> --allow-write=<dir>] \
+ *     tools/bench/floor_cluster.ts server <port> <peer ports ×2> [--store|--sqlite <dir>/<file>]
  */
 import { concatBytes } from "../../core/bytes.ts";
 import {
@@ -30,6 +41,7 @@ import {
   STORED,
   VALUE_END,
 } from "./floor_io.ts";
+import { type FloorStorage, openValues } from "./floor_storage.ts";
 
 const encoder = new TextEncoder();
 
@@ -205,9 +217,21 @@ async function runGateway(port: number, servers: ServerLink[], chain: boolean): 
   }
 }
 
-async function runServer(port: number, peerPorts: number[]): Promise<void> {
-  const store = new Map<string, Uint8Array>();
-  const latin1 = new TextDecoder("latin1");
+/** With a store, a Replicate frame's value starts with the write's 8-byte version. */
+const CLOCK_BYTES = 8;
+
+function withClock(clockTime: bigint, value: Uint8Array): Uint8Array {
+  const framed = new Uint8Array(CLOCK_BYTES + value.length);
+  new DataView(framed.buffer).setBigUint64(0, clockTime);
+  framed.set(value, CLOCK_BYTES);
+  return framed;
+}
+
+async function runServer(port: number, peerPorts: number[], storage: FloorStorage): Promise<void> {
+  const values = openValues(storage);
+  const clocked = storage.kind === "store";
+  let lastClockTime = 0n;
+  const noValue = new Uint8Array(0);
   const links = new Map<number, Promise<ServerLink>>();
   const peer = (peerPort: number) => {
     let link = links.get(peerPort);
@@ -228,57 +252,64 @@ async function runServer(port: number, peerPorts: number[]): Promise<void> {
   for await (const connection of Deno.listen({ hostname: HOST, port })) {
     connection.setNoDelay(true);
     const writer = new BatchedWriter(connection);
+    /** Answers Done once `ready` (a commit, acknowledgements) settles well, else Miss. */
+    const answerWhen = (id: number, ready: Promise<unknown> | undefined) => {
+      const done = () => writer.push(encodeFrame(FrameType.Done, id, noValue));
+      const failed = () => writer.push(encodeFrame(FrameType.Miss, id, noValue));
+      if (ready === undefined) done();
+      else ready.then(done, failed);
+    };
     readMessages(
       connection,
       (buffer, start, end) =>
-        parseFrames(buffer, start, end, (type, id, keyBytes, value) => {
-          const key = latin1.decode(keyBytes);
+        parseFrames(buffer, start, end, (type, id, key, value) => {
           if (type === FrameType.Hello) {
             gateway = writer;
-            writer.push(encodeFrame(FrameType.Done, id, new Uint8Array(0)));
+            writer.push(encodeFrame(FrameType.Done, id, noValue));
           } else if (type === FrameType.Get) {
-            const stored = store.get(key);
+            const stored = values.get(key);
             writer.push(
               stored
-                ? encodeFrame(FrameType.Value, id, new Uint8Array(0), stored)
-                : encodeFrame(FrameType.Miss, id, new Uint8Array(0)),
+                ? encodeFrame(FrameType.Value, id, noValue, stored)
+                : encodeFrame(FrameType.Miss, id, noValue),
             );
           } else if (type === FrameType.Replicate) {
-            store.set(key, value.slice());
-            writer.push(encodeFrame(FrameType.Done, id, new Uint8Array(0)));
+            if (clocked) {
+              const clockTime = new DataView(value.buffer, value.byteOffset).getBigUint64(0);
+              values.put(key, value.subarray(CLOCK_BYTES), clockTime);
+            } else {
+              values.put(key, value, 0n);
+            }
+            answerWhen(id, values.durable());
           } else if (type === FrameType.Set) {
-            const copy = value.slice();
-            store.set(key, copy);
-            const keyCopy = keyBytes.slice();
-            Promise.all(
-              peerPorts.map((peerPort) =>
-                peer(peerPort).then((link) => link.call(FrameType.Replicate, keyCopy, copy))
-              ),
-            ).then((acks) =>
-              writer.push(
-                acks.every((ack) => ack !== null)
-                  ? encodeFrame(FrameType.Done, id, new Uint8Array(0))
-                  : encodeFrame(FrameType.Miss, id, new Uint8Array(0)),
-              )
+            const clockTime = ++lastClockTime;
+            values.put(key, value, clockTime);
+            const replicated = clocked ? withClock(clockTime, value) : value.slice();
+            const keyCopy = key.slice();
+            const acks = peerPorts.map((peerPort) =>
+              peer(peerPort).then((link) => link.call(FrameType.Replicate, keyCopy, replicated))
+                .then((ack) => ack ?? Promise.reject(new Error("not replicated")))
             );
+            const durable = values.durable();
+            answerWhen(id, Promise.all(durable ? [...acks, durable] : acks));
           } else if (type === FrameType.ChainSet) {
-            store.set(key, value.slice());
+            values.put(key, value, 0n);
             const framed = withNextHop(peerPorts[1], value);
-            const keyCopy = keyBytes.slice();
+            const keyCopy = key.slice();
             peer(peerPorts[0]).then((link) =>
               link.send(FrameType.ChainReplicate, id, keyCopy, framed)
             );
           } else if (type === FrameType.ChainReplicate) {
             const nextPort = new DataView(value.buffer, value.byteOffset).getUint16(0);
-            store.set(key, value.slice(2));
+            values.put(key, value.subarray(2), 0n);
             if (nextPort !== 0) {
               const framed = withNextHop(0, value.subarray(2));
-              const keyCopy = keyBytes.slice();
+              const keyCopy = key.slice();
               peer(nextPort).then((link) =>
                 link.send(FrameType.ChainReplicate, id, keyCopy, framed)
               );
             } else {
-              gateway?.push(encodeFrame(FrameType.Done, id, new Uint8Array(0)));
+              gateway?.push(encodeFrame(FrameType.Done, id, noValue));
             }
           }
         }),
@@ -289,7 +320,12 @@ async function runServer(port: number, peerPorts: number[]): Promise<void> {
 if (import.meta.main) {
   const [role, ...rest] = Deno.args;
   const chain = rest.at(-1) === "--chain";
-  const ports = (chain ? rest.slice(0, -1) : rest).map(Number);
+  // A server's storage: its last two arguments, `--store <file>` or `--sqlite <file>`.
+  const storageFlag = rest.at(-2);
+  const storage: FloorStorage | undefined = storageFlag === "--store" || storageFlag === "--sqlite"
+    ? { kind: storageFlag === "--store" ? "store" : "sqlite", path: rest.at(-1)! }
+    : undefined;
+  const ports = (chain ? rest.slice(0, -1) : storage ? rest.slice(0, -2) : rest).map(Number);
   const valid = ports.every((p) => Number.isInteger(p) && p > 0 && p <= 65535);
   if (valid && role === "gateway" && ports.length === 4) {
     const pending = new PendingCalls();
@@ -300,11 +336,11 @@ if (import.meta.main) {
     await Promise.all(links.map((link) => link.call(FrameType.Hello, new Uint8Array(0))));
     await runGateway(ports[0], links, chain);
   } else if (valid && role === "server" && ports.length === 3 && !chain) {
-    await runServer(ports[0], ports.slice(1));
+    await runServer(ports[0], ports.slice(1), storage ?? { kind: "map" });
   } else {
     console.error(
       "usage: floor_cluster.ts gateway <port> <server port> <server port> <server port> [--chain]\n" +
-        "       floor_cluster.ts server <port> <peer port> <peer port>",
+        "       floor_cluster.ts server <port> <peer port> <peer port> [--store|--sqlite <file>]",
     );
     Deno.exit(1);
   }

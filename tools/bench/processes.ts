@@ -15,10 +15,15 @@ export interface BenchProcesses {
   readonly gatewayPort: number;
   /** The runtime-floor server's port (floor_server.ts), when asked for. */
   readonly floorPort?: number;
-  /** The topology floor's gateway (floor_cluster.ts, with its three servers), with the floor. */
-  readonly floorClusterPort?: number;
-  /** Every measured process by name: memcached, manager, server1..3, gateway (and floor, floor-gateway,
-   * floor-server1..3). */
+  /**
+   * The gateway of each topology floor asked for (floor_cluster.ts, with its three servers), by
+   * how its servers work; empty without the floor.
+   */
+  readonly topologyFloorPorts: ReadonlyMap<FloorServers, number>;
+  /**
+   * Every measured process by name: memcached, manager, server1..3, gateway (and floor, and for
+   * each topology floor floor-<servers>-gateway, floor-<servers>-server1..3).
+   */
   readonly pids: ReadonlyMap<string, number>;
   readonly dataDir: string;
   stop(): Promise<void>;
@@ -126,14 +131,26 @@ async function attachWhenRegistered(managerPort: number, count: number): Promise
   }
 }
 
+/** How a topology floor's servers work (floor_cluster.ts; `deno task bench -- --floor-servers`). */
+export const FLOOR_SERVERS = ["map", "chain", "store", "sqlite"] as const;
+export type FloorServers = typeof FLOOR_SERVERS[number];
+
+export function isFloorServers(name: string): name is FloorServers {
+  return (FLOOR_SERVERS as readonly string[]).includes(name);
+}
+
 export interface BenchProcessOptions {
   /**
    * Also floor_server.ts and floor_cluster.ts's gateway and three servers (Deno processes
    * allowed only the network on 127.0.0.1).
    */
   readonly floor?: boolean;
-  /** The topology floor's sets take chain replication's path (floor_cluster.ts `--chain`). */
-  readonly floorChain?: boolean;
+  /**
+   * The topology floors to start, by how their servers work (floor_cluster.ts): "map" (values in
+   * a `Map`), "chain" (sets on chain replication's path, `--chain`), "store" (values in kumo's
+   * SQLite store, `--store`), "sqlite" (the simplest SQLite store, `--sqlite`). Default ["map"].
+   */
+  readonly floorServers?: readonly FloorServers[];
   /** Start memcached (default); --compare runs two kumo clusters and no memcached. */
   readonly memcached?: boolean;
   /** The kumo checkout whose roles to run (default: this one). */
@@ -146,7 +163,7 @@ export interface BenchProcessOptions {
  */
 export async function startBenchProcesses(
   serverArgs: string[] = [],
-  { floor = false, floorChain = false, memcached = true, kumoRoot }: BenchProcessOptions = {},
+  { floor = false, floorServers = ["map"], memcached = true, kumoRoot }: BenchProcessOptions = {},
 ): Promise<BenchProcesses> {
   const dataDir = await Deno.makeTempDir({ prefix: "kumo-bench-" });
   const children = new Map<string, Spawned>();
@@ -224,40 +241,51 @@ export async function startBenchProcesses(
       ),
     );
     const floorPort = floor ? freePort() : undefined;
-    const floorClusterPort = floor ? freePort() : undefined;
-    if (floorPort !== undefined && floorClusterPort !== undefined) {
-      const deno = (script: string, args: string[]) =>
+    const topologyFloorPorts = new Map<FloorServers, number>();
+    if (floorPort !== undefined) {
+      const deno = (script: string, args: string[], permissions: string[] = []) =>
         spawn(Deno.execPath(), [
-          ...["run", "-q", "--no-prompt", `--allow-net=${HOST}`],
+          ...["run", "-q", "--no-prompt", `--allow-net=${HOST}`, ...permissions],
           new URL(script, import.meta.url).pathname,
           ...args,
         ]);
       children.set("floor", deno("./floor_server.ts", [String(floorPort)]));
       await waitForPort(floorPort, "floor_server.ts");
-      const serverPorts = [freePort(), freePort(), freePort()];
-      for (const [i, port] of serverPorts.entries()) {
-        const peers = serverPorts.filter((other) => other !== port).map(String);
+      for (const servers of floorServers) {
+        const serverPorts = [freePort(), freePort(), freePort()];
+        for (const [i, port] of serverPorts.entries()) {
+          const name = `floor-${servers}-server${i + 1}`;
+          const peers = serverPorts.filter((other) => other !== port).map(String);
+          const withFile = servers === "store" || servers === "sqlite";
+          children.set(
+            name,
+            deno(
+              "./floor_cluster.ts",
+              [
+                ...["server", String(port), ...peers],
+                ...(withFile ? [`--${servers}`, `${dataDir}/${name}.db`] : []),
+              ],
+              withFile ? [`--allow-read=${dataDir}`, `--allow-write=${dataDir}`] : [],
+            ),
+          );
+        }
+        for (const port of serverPorts) await waitForPort(port, "floor_cluster.ts server");
+        const gatewayPort = freePort();
         children.set(
-          `floor-server${i + 1}`,
-          deno("./floor_cluster.ts", ["server", String(port), ...peers]),
+          `floor-${servers}-gateway`,
+          deno("./floor_cluster.ts", [
+            ...["gateway", String(gatewayPort), ...serverPorts.map(String)],
+            ...(servers === "chain" ? ["--chain"] : []),
+          ]),
         );
+        await waitForPort(gatewayPort, "floor_cluster.ts gateway");
+        topologyFloorPorts.set(servers, gatewayPort);
       }
-      for (const port of serverPorts) await waitForPort(port, "floor_cluster.ts server");
-      children.set(
-        "floor-gateway",
-        deno("./floor_cluster.ts", [
-          "gateway",
-          String(floorClusterPort),
-          ...serverPorts.map(String),
-          ...(floorChain ? ["--chain"] : []),
-        ]),
-      );
-      await waitForPort(floorClusterPort, "floor_cluster.ts gateway");
     }
     if (memcached) await waitForPort(memcachedPort, "memcached");
     await waitForGateway(gatewayPort);
     const pids = new Map([...children].map(([name, { child }]) => [name, child.pid]));
-    return { memcachedPort, gatewayPort, floorPort, floorClusterPort, pids, dataDir, stop };
+    return { memcachedPort, gatewayPort, floorPort, topologyFloorPorts, pids, dataDir, stop };
   } catch (error) {
     const failure = await describeFailure(error);
     await stop();

@@ -20,6 +20,11 @@ Deno.test("bench: an option's value is not the time per run; a time needs a unit
     [["--time", "10"], /needs a unit .* got "10"/],
     [["5s", "6s"], /one time per run, got 5s 6s/],
     [["--rounds", "0"], /--rounds must be a positive integer, got "0"/],
+    [
+      ["--floor-servers", "map,disk"],
+      /--floor-servers takes a list of map, chain, .* got "map,disk"/,
+    ],
+    [["--floor-servers", "store,store"], /--floor-servers takes a list .* got "store,store"/],
   ];
   for (const [args, expected] of cases) {
     const { code, stderr } = await bench(...args);

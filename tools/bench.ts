@@ -9,7 +9,8 @@
  *   divided by the operations memcaslap counted): memcached, manager, each server, gateway.
  * - Context switches per operation of the same processes (all threads, from /proc), beside
  *   memcached's: how often a request's path puts a process to sleep and wakes it.
- * - Latency p50 / p99 / p99.9 of the primary mix at half of kumo's median peak rate, for both.
+ * - Latency p50 / p99 / p99.9 of the primary mix at half of kumo's median peak rate, for both
+ *   (and for the topology floors, with them).
  * - A pipelined multi-get: `get` of 100 keys, 4 connections with 4 requests in flight each.
  * - Peak RSS of every process.
  * - With `--floor`: the same runs against bench/floor_server.ts, a Deno process that answers
@@ -383,7 +384,13 @@ async function main(argv: string[]): Promise<number> {
     const primaryMix = results.find((r) => r.workload.primary && r.workload.getRatio > 0);
     const keySet = makeKeySet(1000, 64, 1024);
     let latency:
-      | { ratePerSecond: number; memcached: LatencyResult; kumo: LatencyResult }
+      | {
+        ratePerSecond: number;
+        memcached: LatencyResult;
+        kumo: LatencyResult;
+        /** The topology floors', at the same rate: what kumo's paths (and storage) leave. */
+        topologyFloors?: Partial<Record<FloorServers, LatencyResult>>;
+      }
       | undefined;
     let multiGet: { memcached: MultiGetResult; kumo: MultiGetResult } | undefined;
     if (!values["no-latency"] || !values["no-multiget"]) {
@@ -398,13 +405,24 @@ async function main(argv: string[]): Promise<number> {
         memcached: await measureLatency(processes.memcachedPort, keySet, options),
         kumo: await measureLatency(processes.gatewayPort, keySet, options),
       };
+      const rows: [string, LatencyResult][] = [
+        ["memcached", latency.memcached],
+        ["kumo", latency.kumo],
+      ];
+      if (withFloors) {
+        const floors: Partial<Record<FloorServers, LatencyResult>> = latency.topologyFloors = {};
+        for (const [servers, port] of processes.topologyFloorPorts) {
+          await populate(port, keySet);
+          floors[servers] = await measureLatency(port, keySet, options);
+          rows.push([`${servers} floor`, floors[servers]]);
+        }
+      }
       console.log(
         `\nlatency, 64B/1KiB 90% get at ${ratePerSecond} ops/s (half of kumo's peak), µs:`,
       );
-      for (const target of ["memcached", "kumo"] as const) {
-        const r = latency[target];
+      for (const [target, r] of rows) {
         console.log(
-          `  ${target.padEnd(9)} p50 ${pad(r.p50Us, 7)}   p99 ${pad(r.p99Us, 7)}   ` +
+          `  ${target.padEnd(12)} p50 ${pad(r.p50Us, 7)}   p99 ${pad(r.p99Us, 7)}   ` +
             `p99.9 ${pad(r.p999Us, 7)}   (${r.ops} ops, ${r.errors} errors)`,
         );
       }

@@ -410,11 +410,12 @@ async function main(argv: string[]): Promise<number> {
         ["kumo", latency.kumo],
       ];
       if (withFloors) {
-        const floors: Partial<Record<FloorServers, LatencyResult>> = latency.topologyFloors = {};
+        latency.topologyFloors = {};
         for (const [servers, port] of processes.topologyFloorPorts) {
           await populate(port, keySet);
-          floors[servers] = await measureLatency(port, keySet, options);
-          rows.push([`${servers} floor`, floors[servers]]);
+          const result = await measureLatency(port, keySet, options);
+          latency.topologyFloors[servers] = result;
+          rows.push([`${servers} floor`, result]);
         }
       }
       console.log(

@@ -31,6 +31,7 @@
  *     tools/bench/floor_cluster.ts server <port> <peer ports ×2> [--store|--sqlite <dir>/<file>]
  */
 import { concatBytes } from "../../core/bytes.ts";
+import { uint64LittleEndian } from "../../core/hash.ts";
 import {
   BatchedWriter,
   END,
@@ -217,15 +218,8 @@ async function runGateway(port: number, servers: ServerLink[], chain: boolean): 
   }
 }
 
-/** With a store, a Replicate frame's value starts with the write's 8-byte version. */
+/** With a store, a Replicate frame's value starts with the write's version (u64, little-endian). */
 const CLOCK_BYTES = 8;
-
-function withClock(clockTime: bigint, value: Uint8Array): Uint8Array {
-  const framed = new Uint8Array(CLOCK_BYTES + value.length);
-  new DataView(framed.buffer).setBigUint64(0, clockTime);
-  framed.set(value, CLOCK_BYTES);
-  return framed;
-}
 
 async function runServer(port: number, peerPorts: number[], storage: FloorStorage): Promise<void> {
   const values = openValues(storage);
@@ -243,12 +237,8 @@ async function runServer(port: number, peerPorts: number[], storage: FloorStorag
   };
   /** Where a chain's tail answers: the connection the gateway said Hello on. */
   let gateway: BatchedWriter | undefined;
-  const withNextHop = (nextPort: number, value: Uint8Array) => {
-    const framed = new Uint8Array(2 + value.length);
-    new DataView(framed.buffer).setUint16(0, nextPort);
-    framed.set(value, 2);
-    return framed;
-  };
+  const withNextHop = (nextPort: number, value: Uint8Array) =>
+    concatBytes([new Uint8Array([nextPort >> 8, nextPort & 0xff]), value]);
   for await (const connection of Deno.listen({ hostname: HOST, port })) {
     connection.setNoDelay(true);
     const writer = new BatchedWriter(connection);
@@ -275,7 +265,7 @@ async function runServer(port: number, peerPorts: number[], storage: FloorStorag
             );
           } else if (type === FrameType.Replicate) {
             if (clocked) {
-              const clockTime = new DataView(value.buffer, value.byteOffset).getBigUint64(0);
+              const clockTime = new DataView(value.buffer, value.byteOffset).getBigUint64(0, true);
               values.put(key, value.subarray(CLOCK_BYTES), clockTime);
             } else {
               values.put(key, value, 0n);
@@ -284,7 +274,9 @@ async function runServer(port: number, peerPorts: number[], storage: FloorStorag
           } else if (type === FrameType.Set) {
             const clockTime = ++lastClockTime;
             values.put(key, value, clockTime);
-            const replicated = clocked ? withClock(clockTime, value) : value.slice();
+            const replicated = clocked
+              ? concatBytes([uint64LittleEndian(clockTime), value])
+              : value.slice();
             const keyCopy = key.slice();
             const acks = peerPorts.map((peerPort) =>
               peer(peerPort).then((link) => link.call(FrameType.Replicate, keyCopy, replicated))

@@ -4,8 +4,8 @@
  * paths cost alone and what keeping 3 copies in SQLite adds to them.
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { setImmediate } from "node:timers";
 import { hash64 } from "../../core/hash.ts";
+import { scheduleCommit } from "../../roles/runtime/sqlite/group_commit.ts";
 import { SqliteStore } from "../../roles/runtime/sqlite/store.ts";
 
 /** A floor server's storage: `--store <file>` and `--sqlite <file>` name a file. */
@@ -14,7 +14,10 @@ export type FloorStorage = { kind: "map" } | { kind: "store" | "sqlite"; path: s
 /** Where a floor server keeps its values. */
 export interface Values {
   get(key: Uint8Array): Uint8Array | undefined;
-  /** Keeps a copy of `value` (in the store: a newer-wins write at `clockTime`). */
+  /**
+   * Keeps `value` (in the store: a newer-wins write at `clockTime`). `key` and `value` may be
+   * views of a read buffer: a store that holds on to them past the call copies them.
+   */
   put(key: Uint8Array, value: Uint8Array, clockTime: bigint): void;
   /** Resolves once every put so far is committed; undefined when there is nothing to wait for. */
   durable(): Promise<void> | undefined;
@@ -42,15 +45,8 @@ class StoreValues implements Values {
     return this.store.get(key, hash64(key))?.value ?? undefined;
   }
   put(key: Uint8Array, value: Uint8Array, clockTime: bigint): void {
-    const keyCopy = key.slice();
-    this.store.putIfNewer({
-      key: keyCopy,
-      hash: hash64(keyCopy),
-      clockTime,
-      flags: 0,
-      expireAt: 0,
-      value: value.slice(),
-    });
+    // No copies: SQLite copies the bound bytes, and the store keeps nothing of a write.
+    this.store.putIfNewer({ key, hash: hash64(key), clockTime, flags: 0, expireAt: 0, value });
   }
   durable(): Promise<void> {
     return this.store.commit();
@@ -103,7 +99,7 @@ class BareSqliteValues implements Values {
     if (this.#inTransaction) return;
     this.#inTransaction = true;
     this.#db.exec("BEGIN");
-    setImmediate(() => {
+    scheduleCommit("turn", () => {
       this.#db.exec("COMMIT");
       this.#inTransaction = false;
       const committed = this.#committed;
